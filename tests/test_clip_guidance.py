@@ -1,0 +1,149 @@
+import time
+
+import pytest
+import torch
+
+from nerfstudio_clipsketch import clip_guidance
+from nerfstudio_clipsketch.clip_guidance import (
+    ClipGuidance,
+    ClipGuidanceConfig,
+    ClipGuidanceError,
+    ClipWeightsUnavailableError,
+)
+
+
+def images(n=2, size=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, size, size, 3, generator=g)
+
+
+def total(losses):
+    return sum(losses.values())
+
+
+def test_loss_is_zero_for_identical_images(tiny_guidance):
+    a = images()
+    losses = tiny_guidance.loss(a, a.clone(), generator=torch.Generator().manual_seed(0))
+    assert set(losses) == {"clip_layer1", "clip_layer2", "clip_layer3", "clip_fc"}
+    for name, value in losses.items():
+        assert value.item() == pytest.approx(0.0, abs=1e-5), name
+
+
+def test_loss_grows_with_the_difference(tiny_guidance):
+    target = images(seed=1)
+    noise = images(seed=2)
+    values = []
+    for amount in (0.0, 0.1, 0.3, 1.0):
+        sketch = (1 - amount) * target + amount * noise
+        values.append(total(tiny_guidance.loss(sketch, target, augment=False)).item())
+    assert values[0] == pytest.approx(0.0, abs=1e-5)
+    assert values[0] < values[1] < values[2] < values[3], values
+
+
+def test_gradients_reach_the_rendered_image(tiny_guidance):
+    target = images(seed=3)
+    sketch = images(seed=4).requires_grad_()
+    total(tiny_guidance.loss(sketch, target, generator=torch.Generator().manual_seed(0))).backward()
+    assert sketch.grad is not None and sketch.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tiny_guidance.model.parameters())  # CLIP stays frozen
+
+
+def test_cached_target_features_equal_a_fresh_computation_for_every_view(tiny_guidance):
+    tiny_guidance._target_cache.clear()
+    views = images(n=4, seed=5)
+    sketches = images(n=4, seed=6)
+    keys = [("train", i) for i in range(4)]
+    # Fill the cache through the loss in two different batches, then compare with fresh features per view.
+    tiny_guidance.loss(sketches[:2], views[:2], target_keys=keys[:2], augment=False)
+    tiny_guidance.loss(sketches[[3, 2]], views[[3, 2]], target_keys=[keys[3], keys[2]], augment=False)
+    for i, key in enumerate(keys):
+        cached_layers, cached_fc = tiny_guidance._target_cache[key]
+        fresh_layers, fresh_fc = tiny_guidance.encode(clip_guidance.center_resize(views[i : i + 1].permute(0, 3, 1, 2), 64))
+        torch.testing.assert_close(cached_fc, fresh_fc[0])
+        for c, f in zip(cached_layers, fresh_layers):
+            torch.testing.assert_close(c, f[0])
+    # And the loss with the cache equals the loss without it.
+    with_cache = tiny_guidance.loss(sketches, views, target_keys=keys, augment=False)
+    without = tiny_guidance.loss(sketches, views, augment=False)
+    for name in with_cache:
+        torch.testing.assert_close(with_cache[name], without[name])
+
+
+def test_augmentations_are_joint_and_seeded(tiny_guidance):
+    a = images(seed=7)
+    # Identical pairs stay identical under any joint augmentation: zero loss even with augmentations on.
+    assert total(tiny_guidance.loss(a, a, generator=torch.Generator().manual_seed(3))).item() == pytest.approx(
+        0.0, abs=1e-5
+    )
+    b = images(seed=8)
+    one = total(tiny_guidance.loss(a, b, generator=torch.Generator().manual_seed(3)))
+    same = total(tiny_guidance.loss(a, b, generator=torch.Generator().manual_seed(3)))
+    other = total(tiny_guidance.loss(a, b, generator=torch.Generator().manual_seed(4)))
+    torch.testing.assert_close(one, same)
+    assert one.item() != other.item()
+
+
+def test_normalisation_comes_from_the_model(tiny_clip_config):
+    import open_clip
+
+    open_clip.add_model_config(tiny_clip_config)
+    model = open_clip.create_model(tiny_clip_config.stem, pretrained=None)
+    model.visual.preprocess_cfg = {"size": 64, "mean": (0.1, 0.2, 0.3), "std": (0.5, 0.5, 0.5)}
+    guidance = ClipGuidance(ClipGuidanceConfig(), model=model)
+    torch.testing.assert_close(guidance.mean.flatten(), torch.tensor([0.1, 0.2, 0.3]))
+    assert guidance.image_size == 64
+
+
+def test_vit_layer_weights_index_blocks():
+    import open_clip
+
+    torch.manual_seed(0)
+    vit = open_clip.model.CLIP(
+        embed_dim=16,
+        vision_cfg=open_clip.model.CLIPVisionCfg(layers=3, width=32, head_width=16, patch_size=16, image_size=32),
+        text_cfg=open_clip.model.CLIPTextCfg(context_length=8, vocab_size=64, width=16, heads=2, layers=1),
+    )
+    guidance = ClipGuidance(ClipGuidanceConfig(layer_weights=(0.0, 1.0), num_augmentations=1), model=vit)
+    assert guidance.num_intermediates == 3
+    losses = guidance.loss(images(seed=1, size=32), images(seed=2, size=32))
+    assert set(losses) == {"clip_layer1", "clip_fc"}
+    with pytest.raises(ClipGuidanceError, match="at most 3"):
+        ClipGuidance(ClipGuidanceConfig(layer_weights=(1.0,) * 5), model=vit)
+
+
+def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(ClipGuidanceError, match="Unknown CLIP model 'RN-nope'.*RN101"):
+        ClipGuidanceConfig(model_name="RN-nope").setup()
+
+
+def test_unknown_tag_lists_the_available_ones():
+    with pytest.raises(ClipGuidanceError, match="Unknown weights 'nope' for CLIP model 'RN50'.*openai"):
+        ClipGuidanceConfig(model_name="RN50", pretrained="nope").setup()
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    missing = tmp_path / "weights.bin"
+    with pytest.raises(ClipGuidanceError, match="weights.bin.*does not exist"):
+        ClipGuidanceConfig(model_name="RN50", pretrained=str(missing)).setup()
+
+
+def test_unreachable_weights_fail_fast_with_instructions(monkeypatch, tmp_path):
+    monkeypatch.setattr(clip_guidance, "_hub_reachable", lambda timeout=3.0: False)
+    start = time.monotonic()
+    with pytest.raises(ClipWeightsUnavailableError, match="pretrained /path/to/weights.bin.*pretrained none"):
+        ClipGuidanceConfig(model_name="RN101", pretrained="openai", cache_dir=tmp_path).setup()
+    assert time.monotonic() - start < 10
+
+
+def test_weights_from_a_local_file(tiny_clip_config, tmp_path):
+    import open_clip
+
+    open_clip.add_model_config(tiny_clip_config)
+    torch.manual_seed(1)
+    model = open_clip.create_model(tiny_clip_config.stem, pretrained=None)
+    path = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    config = ClipGuidanceConfig(model_name=tiny_clip_config.stem, pretrained=str(path), model_config=tiny_clip_config)
+    loaded = config.setup()
+    for (name, p), q in zip(model.state_dict().items(), loaded.model.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
