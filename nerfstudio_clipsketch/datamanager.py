@@ -1,0 +1,43 @@
+"""nerfstudio's full-image datamanager, drawing ``views_per_step`` training views per step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Tuple, Type
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
+
+from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
+
+
+@dataclass
+class ClipSketchDataManagerConfig(FullImageDatamanagerConfig):
+    """Full images, several views per step."""
+
+    _target: Type = field(default_factory=lambda: ClipSketchDataManager)
+    dataparser: ClipSketchDataParserConfig = field(default_factory=ClipSketchDataParserConfig)  # type: ignore
+    views_per_step: int = 1
+    """Training views rendered and compared with CLIP in each step (one batched CLIP forward)."""
+
+
+class ClipSketchDataManager(FullImageDatamanager):
+    """Returns ``views_per_step`` cameras and their images per training step."""
+
+    config: ClipSketchDataManagerConfig
+
+    def next_train(self, step: int) -> Tuple[Cameras, Dict]:
+        views = self.config.views_per_step
+        if views < 1:
+            raise ValueError(f"views_per_step must be at least 1, got {views}")
+        if views == 1:
+            return super().next_train(step)
+        batches = [super(ClipSketchDataManager, self).next_train(step)[1] for _ in range(views)]
+        indices = [int(b["image_idx"]) for b in batches]
+        cameras = self.train_cameras[torch.tensor(indices)].to(self.device)
+        cameras.metadata = {"cam_idx": indices}
+        images = [b["image"] for b in batches]
+        if len({tuple(im.shape) for im in images}) > 1:
+            raise ValueError("views_per_step > 1 needs training images of one size; use --pipeline.datamanager.views-per-step 1")
+        return cameras, {"image": torch.stack(images), "image_idx": indices}

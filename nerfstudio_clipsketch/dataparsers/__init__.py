@@ -1,0 +1,92 @@
+"""Dataparsers for clipsketch: the clipasso3d layout, an auto-detecting default, and the checks they share.
+
+Every problem with the input data surfaces as one :class:`ClipSketchDataError` naming the file at fault, raised
+while the dataparser is set up, i.e. before training starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class ClipSketchDataError(ValueError):
+    """The data given to a clipsketch dataparser is missing, malformed or not in a layout it can read."""
+
+
+def load_transforms(path: Path) -> Dict[str, Any]:
+    """Read a NeRF-style ``transforms*.json`` and check that it lists at least one frame."""
+    if not path.is_file():
+        raise ClipSketchDataError(f"Camera file {path} does not exist.")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClipSketchDataError(f"Camera file {path} is not readable JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise ClipSketchDataError(f"Camera file {path} must hold a JSON object, got {type(meta).__name__}.")
+    frames = meta.get("frames")
+    if not isinstance(frames, list) or len(frames) == 0:
+        raise ClipSketchDataError(f"Camera file {path} has no frames: expected a non-empty list under 'frames'.")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
+            raise ClipSketchDataError(f"Frame {i} of {path} needs a 'file_path' and a 'transform_matrix'.")
+    return meta
+
+
+def check_images(paths: Sequence[Path], source: Optional[Path] = None) -> None:
+    """Check that every image exists and that PIL can decode it (``verify`` reads the file without decoding pixels).
+
+    Args:
+        paths: Images to check.
+        source: The file that lists them, named in the error message.
+    """
+    listed_in = f" (listed in {source})" if source is not None else ""
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ClipSketchDataError(f"Image {path}{listed_in} does not exist.")
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... depending on the codec
+            raise ClipSketchDataError(f"Image {path}{listed_in} cannot be decoded: {e}") from e
+
+
+def estimate_background(
+    paths: Sequence[Path], alpha_color: Optional[Tensor] = None, max_images: int = 5, border: int = 2
+) -> List[float]:
+    """Background colour of a capture: the per-channel median of the border pixels of a few images.
+
+    Transparent pixels are composited over ``alpha_color`` (white when ``None``) first, since that is the colour the
+    model is trained against.
+
+    Args:
+        paths: Images to sample; up to ``max_images`` of them, evenly spaced, are read.
+        alpha_color: RGB in [0, 1] that transparent pixels are composited on.
+        max_images: How many images to read.
+        border: Width of the border, in pixels.
+
+    Returns:
+        ``[r, g, b]`` in [0, 1].
+    """
+    if len(paths) == 0:
+        raise ClipSketchDataError("Cannot estimate the background colour without any image.")
+    under = np.ones(3) if alpha_color is None else np.asarray(torch.as_tensor(alpha_color, dtype=torch.float64))
+    indices = sorted(set(np.linspace(0, len(paths) - 1, min(len(paths), max_images)).round().astype(int).tolist()))
+    samples = []
+    for index in indices:
+        with Image.open(paths[index]) as image:
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
+        rgb = rgba[..., :3] * rgba[..., 3:] + under * (1.0 - rgba[..., 3:])
+        b = max(1, min(border, rgb.shape[0] // 2, rgb.shape[1] // 2))
+        samples += [rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3), rgb[:, :b].reshape(-1, 3)]
+        samples.append(rgb[:, -b:].reshape(-1, 3))
+    return [float(c) for c in np.median(np.concatenate(samples), axis=0)]

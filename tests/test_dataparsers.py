@@ -1,0 +1,354 @@
+"""Dataparsers: the clipasso3d layout's normalisation, the auto-detecting parser, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nerfstudio.data.dataparsers.blender_dataparser import Blender
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio
+from nerfstudio_clipsketch.cameras import from_dataset_coordinates, to_dataset_coordinates
+from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, estimate_background
+from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig, detect_layout
+from nerfstudio_clipsketch.dataparsers.clipasso3d import (
+    Clipasso3dDataParser,
+    Clipasso3dDataParserConfig,
+    camera_axes_intersection,
+)
+
+OBJECT = np.array([5.0, -3.0, 2.0])
+SPLIT_SIZES = {"train": 4, "val": 2, "test": 2}
+SIZE = 32
+
+
+def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """OpenGL camera-to-world 4x4 at ``position`` looking at ``target``, z up."""
+    backward = (position - target) / np.linalg.norm(position - target)
+    right = np.cross([0.0, 0.0, 1.0], backward)
+    right /= np.linalg.norm(right)
+    up = np.cross(backward, right)
+    pose = np.eye(4)
+    pose[:3, :4] = np.stack([right, up, backward, position], axis=1)
+    return pose
+
+
+def camera_poses(count: int, offset: int, target: np.ndarray = OBJECT) -> list:
+    """Cameras around ``target`` at different distances (2 to 3 units) and directions."""
+    poses = []
+    for i in range(offset, offset + count):
+        azimuth, elevation = 2.0 * math.pi * i / 8.0, 0.2 + 0.1 * i
+        direction = np.array(
+            [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
+        )
+        poses.append(look_at(target + (2.0 + 0.125 * i) * direction, target))
+    return poses
+
+
+def write_image(path: Path, background: Sequence[int], alpha: Optional[int] = None) -> None:
+    """A SIZE x SIZE image of ``background`` with a grey square in the middle (RGBA when ``alpha`` is given)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.empty((SIZE, SIZE, 3), dtype=np.uint8)
+    pixels[:] = background
+    pixels[SIZE // 4 : 3 * SIZE // 4, SIZE // 4 : 3 * SIZE // 4] = 128
+    if alpha is None:
+        Image.fromarray(pixels).save(path)
+        return
+    a = np.full((SIZE, SIZE, 1), alpha, dtype=np.uint8)
+    a[SIZE // 4 : 3 * SIZE // 4, SIZE // 4 : 3 * SIZE // 4] = 255
+    Image.fromarray(np.concatenate([pixels, a], axis=-1)).save(path)
+
+
+def make_clipasso3d_scene(
+    root: Path,
+    background: Sequence[int] = (0, 0, 0),
+    object_position: bool = True,
+    world_pos: bool = True,
+    sizes: Dict[str, int] = SPLIT_SIZES,
+) -> Dict[str, list]:
+    """A tiny scene in the clipasso3d layout; returns the camera poses of each split."""
+    all_poses, offset = {}, 0
+    for split, count in sizes.items():
+        poses = camera_poses(count, offset)
+        offset += count
+        frames = []
+        for i, pose in enumerate(poses):
+            frames.append({"file_path": f"{split}/r_{i}", "transform_matrix": pose.tolist()})
+            write_image(root / "rgb" / split / f"r_{i}.png", background, alpha=255)
+        meta = {"camera_angle_x": 0.69, "frames": frames}
+        if object_position:
+            meta["object_position"] = OBJECT.tolist()
+        (root / f"transforms_{split}.json").write_text(json.dumps(meta))
+        if world_pos:
+            (root / "world_pos" / split).mkdir(parents=True)
+        all_poses[split] = poses
+    return all_poses
+
+
+def make_blender_scene(root: Path, transparent: bool = True) -> None:
+    """A tiny NeRF-synthetic-style scene: RGBA images whose background is transparent black."""
+    for split, count in SPLIT_SIZES.items():
+        frames = []
+        for i, pose in enumerate(camera_poses(count, 0, target=np.zeros(3))):
+            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": pose.tolist()})
+            write_image(root / split / f"r_{i}.png", (0, 0, 0), alpha=0 if transparent else 255)
+        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames}))
+
+
+def make_nerfstudio_capture(root: Path, count: int = 10) -> None:
+    """A tiny capture as ns-process-data writes it: transforms.json and images/."""
+    frames = []
+    for i, pose in enumerate(camera_poses(count, 0, target=np.zeros(3))):
+        frames.append({"file_path": f"images/frame_{i:05d}.png", "transform_matrix": pose.tolist()})
+        write_image(root / "images" / f"frame_{i:05d}.png", (200, 200, 200))
+    meta = {"fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 16.0, "w": SIZE, "h": SIZE, "frames": frames}
+    (root / "transforms.json").write_text(json.dumps(meta))
+
+
+def outputs_for(config, split: str = "train"):
+    return config.setup().get_dataparser_outputs(split)
+
+
+# --- clipasso3d ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale_factor", [1.0, 0.5])
+def test_clipasso3d_recentres_on_object_and_scales_cameras(tmp_path: Path, scale_factor: float):
+    poses = make_clipasso3d_scene(tmp_path)
+    parser = Clipasso3dDataParserConfig(data=tmp_path, scale_factor=scale_factor).setup()
+    for split in SPLIT_SIZES:
+        outputs = parser.get_dataparser_outputs(split)
+        original = torch.tensor(np.stack(poses[split]), dtype=torch.float32)
+        c2w = outputs.cameras.camera_to_worlds
+        # The dataparser's recorded transform undoes exactly what was done to the cameras.
+        back = to_dataset_coordinates(c2w[:, :, 3], outputs.dataparser_transform, outputs.dataparser_scale)
+        torch.testing.assert_close(back, original[:, :3, 3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(c2w[:, :, :3], original[:, :3, :3])  # no rotation
+        center = from_dataset_coordinates(
+            torch.tensor(OBJECT, dtype=torch.float32), outputs.dataparser_transform, outputs.dataparser_scale
+        )
+        torch.testing.assert_close(center, torch.zeros(3), atol=1e-6, rtol=0)
+        if split == "train":
+            assert c2w[:, :, 3].norm(dim=-1).max().item() == pytest.approx(scale_factor, rel=1e-6)
+    train = parser.get_dataparser_outputs("train")
+    farthest = max(np.linalg.norm(p[:3, 3] - OBJECT) for p in poses["train"])
+    assert train.dataparser_scale == pytest.approx(scale_factor / farthest)
+
+
+def test_clipasso3d_centre_from_camera_axes_without_object_position(tmp_path: Path):
+    poses = make_clipasso3d_scene(tmp_path, object_position=False)
+    np.testing.assert_allclose(camera_axes_intersection(np.stack(poses["train"])[:, :3]), OBJECT, atol=1e-9)
+    outputs = outputs_for(Clipasso3dDataParserConfig(data=tmp_path))
+    torch.testing.assert_close(outputs.dataparser_transform[:, 3], -torch.tensor(OBJECT, dtype=torch.float32))
+
+
+def test_camera_axes_intersection_rejects_parallel_cameras():
+    poses = np.stack([look_at(np.array([x, -4.0, 0.0]), np.array([x, 0.0, 0.0])) for x in range(3)])[:, :3]
+    with pytest.raises(ClipSketchDataError, match="parallel"):
+        camera_axes_intersection(poses)
+
+
+def test_clipasso3d_splits_images_intrinsics_and_scene_box(tmp_path: Path):
+    make_clipasso3d_scene(tmp_path)
+    parser = Clipasso3dDataParserConfig(data=tmp_path).setup()
+    for split, count in SPLIT_SIZES.items():
+        outputs = parser.get_dataparser_outputs(split)
+        assert len(outputs.image_filenames) == count == outputs.cameras.shape[0]
+        assert outputs.image_filenames[1] == tmp_path / "rgb" / split / "r_1.png"
+        assert outputs.metadata["clipsketch_world_pos_dir"] == str(tmp_path / "world_pos" / split)
+    outputs = parser.get_dataparser_outputs("train")
+    assert outputs.cameras.fx[0].item() == pytest.approx(0.5 * SIZE / math.tan(0.5 * 0.69))
+    assert outputs.cameras.width[0].item() == SIZE and outputs.cameras.cx[0].item() == SIZE / 2
+    # The box is centred on the object and lies inside every camera's view, well within the cameras' sphere.
+    aabb = outputs.scene_box.aabb
+    torch.testing.assert_close(aabb[0], -aabb[1])
+    nearest = outputs.cameras.camera_to_worlds[:, :, 3].norm(dim=-1).min().item()
+    assert 0.1 * nearest < aabb[1, 0].item() < nearest * math.sin(0.5 * 0.69) + 1e-6
+
+
+def test_clipasso3d_world_pos_metadata_only_when_present(tmp_path: Path):
+    make_clipasso3d_scene(tmp_path, world_pos=False)
+    assert "clipsketch_world_pos_dir" not in outputs_for(Clipasso3dDataParserConfig(data=tmp_path)).metadata
+
+
+@pytest.mark.parametrize("background", [(0, 0, 0), (255, 255, 255)])
+def test_clipasso3d_background_estimate(tmp_path: Path, background: Tuple[int, int, int]):
+    make_clipasso3d_scene(tmp_path, background=background)
+    outputs = outputs_for(Clipasso3dDataParserConfig(data=tmp_path), "val")
+    assert outputs.metadata["clipsketch_background"] == pytest.approx([c / 255 for c in background])
+
+
+def test_estimate_background_composites_transparent_pixels(tmp_path: Path):
+    path = tmp_path / "a.png"
+    write_image(path, (0, 0, 0), alpha=0)
+    assert estimate_background([path]) == pytest.approx([1.0, 1.0, 1.0])
+    assert estimate_background([path], torch.tensor([0.0, 0.5, 1.0])) == pytest.approx([0.0, 0.5, 1.0], abs=1e-6)
+
+
+# --- layout detection and the auto parser ---------------------------------------------------------------------
+
+
+def test_detect_layout(tmp_path: Path):
+    make_clipasso3d_scene(tmp_path / "clipasso3d")
+    make_blender_scene(tmp_path / "blender")
+    make_nerfstudio_capture(tmp_path / "capture")
+    (tmp_path / "mipnerf360" / "sparse" / "0").mkdir(parents=True)
+    (tmp_path / "processed" / "colmap" / "sparse" / "0").mkdir(parents=True)
+    assert detect_layout(tmp_path / "clipasso3d") == "clipasso3d"
+    assert detect_layout(tmp_path / "blender") == "blender"
+    assert detect_layout(tmp_path / "blender" / "transforms_train.json") == "blender"
+    assert detect_layout(tmp_path / "capture") == "nerfstudio"
+    assert detect_layout(tmp_path / "capture" / "transforms.json") == "nerfstudio"
+    assert detect_layout(tmp_path / "mipnerf360") == "colmap"
+    assert detect_layout(tmp_path / "processed") == "colmap"
+
+
+def test_detect_layout_rejects_unknown_folders_listing_the_layouts(tmp_path: Path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(ClipSketchDataError, match="photos") as error:
+        detect_layout(tmp_path / "photos")
+    for layout in ("clipasso3d", "Blender", "transforms.json", "sparse/0"):
+        assert layout in str(error.value)
+    with pytest.raises(ClipSketchDataError, match="does not exist"):
+        detect_layout(tmp_path / "nowhere")
+
+
+def test_auto_reads_clipasso3d(tmp_path: Path):
+    make_clipasso3d_scene(tmp_path, background=(255, 255, 255))
+    parser = ClipSketchDataParserConfig(data=tmp_path).setup()
+    assert isinstance(parser.inner, Clipasso3dDataParser)
+    outputs = parser.get_dataparser_outputs("test")
+    assert len(outputs.image_filenames) == SPLIT_SIZES["test"]
+    assert outputs.metadata["clipsketch_background"] == pytest.approx([1.0, 1.0, 1.0])
+    assert "clipsketch_gt_curves" not in outputs.metadata
+
+
+def test_auto_reads_blender_with_transparent_background_as_white(tmp_path: Path):
+    make_blender_scene(tmp_path)
+    parser = ClipSketchDataParserConfig(data=tmp_path).setup()
+    assert isinstance(parser.inner, Blender)
+    assert [len(parser.get_dataparser_outputs(s).image_filenames) for s in SPLIT_SIZES] == list(SPLIT_SIZES.values())
+    outputs = parser.get_dataparser_outputs("val")
+    assert outputs.metadata["clipsketch_background"] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_auto_reads_nerfstudio_capture(tmp_path: Path):
+    make_nerfstudio_capture(tmp_path)
+    for data in (tmp_path, tmp_path / "transforms.json"):
+        parser = ClipSketchDataParserConfig(data=data).setup()
+        assert isinstance(parser.inner, Nerfstudio)
+        train, val = parser.get_dataparser_outputs("train"), parser.get_dataparser_outputs("val")
+        assert (len(train.image_filenames), len(val.image_filenames)) == (9, 1)
+        assert val.metadata["clipsketch_background"] == pytest.approx([200 / 255] * 3)
+
+
+def test_auto_without_data_uses_the_builtin_scene(tmp_path: Path):
+    config = ClipSketchDataParserConfig(builtin_cache_dir=tmp_path, builtin_image_size=32)
+    outputs = outputs_for(config)
+    assert config.data is not None and config.data.parent == tmp_path  # filled in, for the viewer's data path
+    assert len(outputs.image_filenames) == 40
+    assert outputs.metadata["clipsketch_background"] == pytest.approx([1.0, 1.0, 1.0])
+    assert Path(outputs.metadata["clipsketch_gt_curves"]) == config.data / "curves.json"
+
+
+# --- bad input --------------------------------------------------------------------------------------------------
+
+
+def test_missing_data_path(tmp_path: Path):
+    with pytest.raises(ClipSketchDataError, match="nowhere"):
+        ClipSketchDataParserConfig(data=tmp_path / "nowhere").setup()
+    with pytest.raises(ClipSketchDataError, match="nowhere"):
+        outputs_for(Clipasso3dDataParserConfig(data=tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("make_scene", [make_clipasso3d_scene, make_blender_scene])
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_split_without_frames(tmp_path: Path, make_scene, split: str):
+    make_scene(tmp_path)
+    path = tmp_path / f"transforms_{split}.json"
+    path.write_text(json.dumps({"camera_angle_x": 0.69, "frames": []}))
+    with pytest.raises(ClipSketchDataError, match=f"transforms_{split}.json has no frames"):
+        outputs_for(ClipSketchDataParserConfig(data=tmp_path), split)
+
+
+def test_nerfstudio_transforms_without_frames(tmp_path: Path):
+    make_nerfstudio_capture(tmp_path)
+    (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 30.0}))
+    with pytest.raises(ClipSketchDataError, match="transforms.json has no frames"):
+        ClipSketchDataParserConfig(data=tmp_path).setup()
+
+
+def test_nerfstudio_split_without_frames(tmp_path: Path):
+    make_nerfstudio_capture(tmp_path, count=2)  # 90 % of 2 frames rounds up to both: nothing left to evaluate on
+    parser = ClipSketchDataParserConfig(data=tmp_path).setup()
+    with pytest.raises(ClipSketchDataError, match="no images for the 'val' split"):
+        parser.get_dataparser_outputs("val")
+
+
+def test_transforms_file_that_is_not_json(tmp_path: Path):
+    make_blender_scene(tmp_path)
+    (tmp_path / "transforms_train.json").write_text("{not json")
+    with pytest.raises(ClipSketchDataError, match="transforms_train.json is not readable JSON"):
+        outputs_for(ClipSketchDataParserConfig(data=tmp_path))
+
+
+@pytest.mark.parametrize(
+    "make_scene, image",
+    [
+        (make_clipasso3d_scene, Path("rgb/val/r_1.png")),
+        (make_blender_scene, Path("val/r_1.png")),
+        (make_nerfstudio_capture, Path("images/frame_00003.png")),
+    ],
+)
+@pytest.mark.parametrize("problem", ["missing", "corrupt"])
+def test_bad_image_is_named(tmp_path: Path, make_scene, image: Path, problem: str):
+    make_scene(tmp_path)
+    if problem == "missing":
+        (tmp_path / image).unlink()
+    else:
+        (tmp_path / image).write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    expected = "does not exist" if problem == "missing" else "cannot be decoded"
+    with pytest.raises(ClipSketchDataError, match=expected) as error:
+        parser = ClipSketchDataParserConfig(data=tmp_path).setup()
+        for split in ("train", "val"):
+            parser.get_dataparser_outputs(split)
+    assert str(tmp_path / image) in str(error.value)
+
+
+def test_colmap_folder_without_model_files(tmp_path: Path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "sparse" / "0").mkdir(parents=True)
+    parser = ClipSketchDataParserConfig(data=tmp_path).setup()
+    with pytest.raises(ClipSketchDataError, match="cameras.bin"):
+        parser.get_dataparser_outputs("train")
+
+
+# --- plugin registration ----------------------------------------------------------------------------------------
+
+
+def test_specs_are_registered_entry_points():
+    names = set(entry_points(group="nerfstudio.dataparser_configs").names)
+    assert {"clipasso3d-data", "clipsketch-data"} <= names
+
+
+def test_specs_import_no_pipeline_datamanager_clip_or_gsplat():
+    # nerfstudio imports the entry points while building its own dataparser list; a pipeline or datamanager import
+    # from there is circular. Checked in a fresh interpreter, since this one has imported everything already.
+    forbidden = ("nerfstudio.pipelines", "nerfstudio.data.datamanagers", "open_clip", "gsplat")
+    code = (
+        "import sys, nerfstudio_clipsketch.dataparsers.specs as s\n"
+        f"bad = [m for m in sys.modules if m.startswith({forbidden!r})]\n"
+        "assert not bad, bad\n"
+        "assert s.auto_dataparser.description and s.clipasso3d_dataparser.description\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

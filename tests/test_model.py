@@ -1,0 +1,158 @@
+import math
+
+import pytest
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.data.scene_box import SceneBox
+
+from nerfstudio_clipsketch import curves
+from nerfstudio_clipsketch.model import ClipSketchConfigError, ClipSketchModelConfig, parse_color
+from nerfstudio_clipsketch.rendering import render, stroke_sigma
+from nerfstudio_clipsketch.cameras import get_viewmats
+from tests.conftest import look_at
+
+
+def ring_cameras(n=8, radius=3.0, size=48, focal=60.0, centre=(0.0, 0.0, 0.0)):
+    eyes = []
+    for i in range(n):
+        a = 2 * math.pi * i / n
+        z = 0.8 if i % 2 else -0.4
+        eyes.append((centre[0] + radius * math.cos(a), centre[1] + radius * math.sin(a), centre[2] + z))
+    c2w = torch.stack([look_at(e, centre) for e in eyes]).float()
+    return Cameras(
+        camera_to_worlds=c2w, fx=focal, fy=focal, cx=size / 2, cy=size / 2, width=size, height=size,
+        camera_type=CameraType.PERSPECTIVE,
+    )
+
+
+def make_model(tiny_guidance=None, **overrides):
+    config = ClipSketchModelConfig(**{"num_curves": 4, "gaussians_per_curve": 24, **overrides})
+    model = config.setup(scene_box=SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=8)
+    if tiny_guidance is not None:
+        model.set_guidance(tiny_guidance)
+    return model
+
+
+def test_outputs_for_one_and_several_cameras():
+    model = make_model()
+    cams = ring_cameras()
+    model.setup_from_data(cams, background=torch.zeros(3))
+    one = model.get_outputs(cams[0:1])
+    assert one["rgb"].shape == (48, 48, 3) and one["accumulation"].shape == (48, 48, 1)
+    assert one["depth"].shape == (48, 48, 1)
+    several = model.get_outputs(cams[torch.tensor([0, 3, 5])])
+    assert several["rgb"].shape == (3, 48, 48, 3)
+    torch.testing.assert_close(several["rgb"][0], one["rgb"])
+    # Dark background → light strokes, and something is drawn.
+    torch.testing.assert_close(model.stroke_rgb, torch.ones(3))
+    assert one["accumulation"].max() > 0.5
+
+
+def test_only_control_points_are_learned_and_clip_is_not_saved(tiny_guidance):
+    model = make_model(tiny_guidance)
+    assert [n for n, p in model.named_parameters() if p.numel()] == ["control_points"]
+    assert list(model.get_param_groups()) == ["control_points"]
+    assert not any("clip" in k or "visual" in k for k in model.state_dict())
+    assert model.control_points.shape == (4, 4, 3)
+
+
+def test_stroke_width_in_pixels_at_the_scene_centre():
+    model = make_model(stroke_width=3.0)
+    cams = ring_cameras(radius=3.0, focal=60.0)
+    model.setup_from_data(cams)
+    distance = cams.camera_to_worlds[:, :, 3].norm(dim=-1).median().item()  # the cameras look at the origin
+    # 3 px at that distance with a 60 px focal length: sigma = stroke_sigma(3) * distance / 60 world units.
+    assert model.stroke_scale.item() == pytest.approx(stroke_sigma(3.0) * distance / 60.0, rel=1e-4)
+
+
+def test_sphere_init_is_around_the_point_the_cameras_look_at():
+    centre = (5.0, -2.0, 1.0)
+    model = make_model(init_radius=0.2)
+    model.setup_from_data(ring_cameras(centre=centre))
+    cp = model.world_control_points()
+    assert ((cp - torch.tensor(centre)).norm(dim=-1) < 0.2 * 3.0 + 0.1 * 3.0).all()
+
+
+def test_points_init_uses_the_dataparser_points():
+    points = torch.randn(500, 3) * 0.05 + torch.tensor([0.5, 0.0, 0.0])
+    model = make_model(init="auto")
+    model.setup_from_data(ring_cameras(), points=points)
+    cp = model.world_control_points()
+    assert ((cp - torch.tensor([0.5, 0.0, 0.0])).norm(dim=-1) < 0.5).all()
+    with pytest.raises(ClipSketchConfigError, match="init sphere"):
+        make_model(init="points").setup_from_data(ring_cameras(), points=None)
+
+
+def test_colours_and_bad_settings():
+    assert parse_color("#ff8000", "x") == (1.0, 128 / 255, 0.0)
+    assert parse_color("0.1, 0.2,0.3", "x") == (0.1, 0.2, 0.3)
+    with pytest.raises(ClipSketchConfigError, match="'purple'.*#rrggbb"):
+        make_model(stroke_color="purple")
+    with pytest.raises(ClipSketchConfigError, match="num_curves"):
+        make_model(num_curves=0)
+    model = make_model(stroke_color="#ff0000", background_color="white")
+    model.setup_from_data(ring_cameras(), background=torch.zeros(3))  # an explicit colour beats the data's
+    torch.testing.assert_close(model.background, torch.ones(3))
+    torch.testing.assert_close(model.stroke_rgb, torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_loss_terms_and_gradients_reach_the_control_points(tiny_guidance):
+    model = make_model(tiny_guidance)
+    cams = ring_cameras()
+    model.setup_from_data(cams, background=torch.ones(3))
+    outputs = model.get_outputs(cams[0:1])
+    batch = {"image": torch.rand(48, 48, 4), "image_idx": 0}
+    losses = model.get_loss_dict(outputs, batch)
+    assert set(losses) == {"clip_layer1", "clip_layer2", "clip_layer3", "clip_fc"}
+    sum(losses.values()).backward()
+    assert model.control_points.grad is not None and model.control_points.grad.abs().sum() > 0
+
+
+def test_resampling_keeps_gaussians_evenly_spaced(tiny_guidance):
+    model = make_model()
+    model.setup_from_data(ring_cameras())
+    with torch.no_grad():
+        model.control_points[:, 1] += torch.tensor([0.3, 0.0, 0.0])  # bend every curve: the old spacing is stale
+
+    def unevenness():
+        means = curves.evaluate(model.world_control_points().detach(), model.t_samples)
+        gaps = (means[:, 1:] - means[:, :-1]).norm(dim=-1)
+        return (gaps.std(dim=1) / gaps.mean(dim=1)).max().item()
+
+    stale = unevenness()
+    model.resample_gaussians(step=1)
+    assert unevenness() < 0.1 < stale
+
+
+def test_curves_move_toward_the_strokes_they_are_shown(tiny_guidance):
+    """Views of one known curve pull a nearby, displaced curve toward it (tiny random CLIP, low layers)."""
+    torch.manual_seed(0)
+    cams = ring_cameras(n=8, size=48, focal=60.0)
+    truth = torch.tensor([[[-0.6, -0.2, 0.0], [-0.2, 0.4, 0.2], [0.2, -0.4, 0.1], [0.6, 0.2, 0.0]]])
+    t = curves.arc_length_parameters(truth, 64)
+    means = curves.evaluate(truth, t).reshape(-1, 3)
+    sigma = stroke_sigma(3.0) * 3.0 / 60.0
+    targets = render(
+        means, torch.full((64,), sigma), torch.ones(64), torch.zeros(64, 3),
+        get_viewmats(cams.camera_to_worlds), cams.get_intrinsics_matrices(), 48, 48, torch.ones(3),
+    ).rgb
+    model = make_model(tiny_guidance, num_curves=1, gaussians_per_curve=64, stroke_width=3.0, resample_every=10)
+    model.setup_from_data(cams, background=torch.ones(3))
+    with torch.no_grad():
+        model.control_points.copy_((truth + torch.tensor([0.0, 0.0, 0.25]) - model.anchor) / model.unit)
+
+    def distance():
+        return (model.world_control_points() - truth).norm(dim=-1).mean().item()
+
+    before = distance()
+    optimiser = torch.optim.Adam([model.control_points], lr=5e-3)
+    for step in range(40):
+        i = step % 8
+        outputs = model.get_outputs(cams[i : i + 1])
+        loss = sum(model.get_loss_dict(outputs, {"image": targets[i], "image_idx": i}).values())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step % 10 == 9:
+            model.resample_gaussians(step)
+    assert distance() < 0.6 * before, (before, distance())
