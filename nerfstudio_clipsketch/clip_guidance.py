@@ -28,6 +28,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 HUB_HOST = ("huggingface.co", 443)
+RANDOM_WEIGHTS_SEED = 0
 
 
 class ClipGuidanceError(ValueError):
@@ -206,11 +207,14 @@ class ClipGuidance:
 
             pretrained = _check_model_and_weights(config)
             logger.info("Loading CLIP %s (weights: %s)", config.model_name, pretrained or "random")
-            model = open_clip.create_model(
-                config.model_name,
-                pretrained=pretrained,
-                cache_dir=str(config.cache_dir) if config.cache_dir else None,
-            )
+            # A random CLIP (pretrained 'none') is seeded, so every process that loads a run builds the same one.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                model = open_clip.create_model(
+                    config.model_name,
+                    pretrained=pretrained,
+                    cache_dir=str(config.cache_dir) if config.cache_dir else None,
+                )
         self.model = model.eval().requires_grad_(False).to(device)
         visual = self.model.visual
         pre = getattr(visual, "preprocess_cfg", {}) or {}

@@ -7,6 +7,7 @@ from typing import Dict, Tuple, Type
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
@@ -17,7 +18,7 @@ class ClipSketchDataManagerConfig(FullImageDatamanagerConfig):
     """Full images, several views per step."""
 
     _target: Type = field(default_factory=lambda: ClipSketchDataManager)
-    dataparser: ClipSketchDataParserConfig = field(default_factory=ClipSketchDataParserConfig)  # type: ignore
+    dataparser: AnnotatedDataParserUnion = field(default_factory=ClipSketchDataParserConfig)
     views_per_step: int = 1
     """Training views rendered and compared with CLIP in each step (one batched CLIP forward)."""
 

@@ -1,0 +1,69 @@
+"""``ns-train clipsketch`` through its command line: a tiny scene, a tiny random CLIP, a few steps."""
+
+from __future__ import annotations
+
+import torch
+from nerfstudio.utils.eval_utils import eval_setup
+
+from tests.conftest import TRAIN_STEPS, run_cli, train_args
+
+
+def mean_training_loss(pipeline) -> float:
+    """Un-augmented CLIP loss averaged over every training view (deterministic)."""
+    model = pipeline.model
+    cameras = pipeline.datamanager.train_dataset.cameras
+    total = 0.0
+    with torch.no_grad():
+        for i in range(len(cameras)):
+            image = pipeline.datamanager.train_dataset[i]["image"]
+            sketch = model.get_outputs(cameras[i : i + 1])["rgb"]
+            losses = model.guidance.loss(sketch[None], model.target_image(image)[None], augment=False)
+            total += float(sum(losses.values()))
+    return total / len(cameras)
+
+
+def test_training_writes_checkpoints_and_lowers_the_loss(trained_run):
+    checkpoints = sorted((trained_run.parent / "nerfstudio_models").glob("step-*.ckpt"))
+    assert checkpoints, "no checkpoint written"
+    assert checkpoints[-1].name == f"step-{TRAIN_STEPS - 1:09d}.ckpt"
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
+    assert not any("visual" in key for key in state["pipeline"])  # CLIP is not in checkpoints
+    _, trained, _, step = eval_setup(trained_run, test_mode="test")
+    assert step == TRAIN_STEPS - 1
+    # The same config without a checkpoint is the run's starting point (seeded initialisation, seeded random CLIP).
+    config, _, _, _ = eval_setup(trained_run, test_mode="test")
+    initial = config.pipeline.setup(device="cpu", test_mode="test")
+    assert not torch.equal(initial.model.control_points, trained.model.control_points)
+    before, after = mean_training_loss(initial), mean_training_loss(trained)
+    assert after < before, (before, after)
+
+
+def test_resume_continues_from_the_checkpoint(trained_run, tiny_scene, tiny_clip_config, tmp_path):
+    load_dir = trained_run.parent / "nerfstudio_models"
+    # nerfstudio counts --max-num-iterations from the loaded step: 5 more steps after step TRAIN_STEPS - 1.
+    args = train_args(tiny_scene, tiny_clip_config, tmp_path, steps=5)
+    result = run_cli([*args, "--load-dir", load_dir])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"Done loading Nerfstudio checkpoint from {load_dir}" in " ".join(result.stdout.split())
+    resumed = tmp_path / "tiny" / "clipsketch" / "run" / "nerfstudio_models"
+    names = sorted(p.name for p in resumed.glob("step-*.ckpt"))
+    assert names[-1] == f"step-{TRAIN_STEPS + 4:09d}.ckpt"
+
+
+def test_missing_data_path_is_one_clear_message(tiny_clip_config, tmp_path):
+    missing = tmp_path / "no-such-scene"
+    result = run_cli(train_args(missing, tiny_clip_config, tmp_path / "out", steps=2))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Data path does not exist" in output and "no-such-scene" in output
+    assert "Traceback" not in output
+
+
+def test_unknown_clip_model_stops_before_training(tiny_scene, tiny_clip_config, tmp_path):
+    args = train_args(tiny_scene, tiny_clip_config, tmp_path / "out", steps=2)
+    args[args.index("--pipeline.model.clip.model-name") + 1] = "RN-nope"
+    result = run_cli(args)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Unknown CLIP model 'RN-nope'" in output and "Traceback" not in output
+    assert not list((tmp_path / "out").rglob("*.ckpt"))
