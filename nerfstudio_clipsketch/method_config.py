@@ -63,6 +63,12 @@ class ClipSketchTrainerConfig(TrainerConfig):
 
     _target: Type = field(default_factory=lambda: ClipSketchTrainer)
 
+    def set_experiment_name(self) -> None:
+        datamanager = self.pipeline.datamanager
+        if self.experiment_name is None and datamanager.data is None and getattr(datamanager.dataparser, "data", 1) is None:
+            self.experiment_name = "builtin"  # the built-in scene: no --data given
+        super().set_experiment_name()
+
     def setup(self, **kwargs):
         if self.machine.device_type == "cuda" and not torch.cuda.is_available():
             CONSOLE.log("[yellow]No CUDA device found: clipsketch trains on the CPU (pure-PyTorch renderer).")

@@ -25,6 +25,7 @@ from nerfstudio_clipsketch.cameras import get_viewmats
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance, ClipGuidanceConfig
 from nerfstudio_clipsketch.initialisation import camera_axes_centre, points_init, sphere_init
 from nerfstudio_clipsketch.rendering import render, stroke_sigma
+from nerfstudio_clipsketch.timelapse import TimeLapse
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,13 @@ class ClipSketchModelConfig(ModelConfig):
     """Low-pass filter added to each projected Gaussian's covariance, in pixels squared (gsplat's eps2d)."""
     seed: int = 42
     """Seed of the initial curves and of the CLIP augmentations."""
+    timelapse_every: int = 0
+    """Snapshot the sketch from a fixed training view every this many steps and write an animation when training
+    ends (0: off)."""
+    timelapse_view: int = 0
+    """Index of the training camera the time-lapse is seen from."""
+    timelapse_format: Literal["gif", "mp4"] = "gif"
+    """Time-lapse file format (mp4 needs an ffmpeg binary)."""
     enable_collider: bool = False
     """Unused by rasterization (kept off, as in splatfacto)."""
 
@@ -272,13 +280,31 @@ class ClipSketchModel(Model):
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
     ) -> List[TrainingCallback]:
-        return [
+        callbacks = [
             TrainingCallback(
                 [TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
                 self.resample_gaussians,
                 update_every_num_iters=max(1, self.config.resample_every),
             )
         ]
+        timelapse = self._make_timelapse(training_callback_attributes)
+        if timelapse is not None:
+            callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], timelapse.snapshot))
+        return callbacks
+
+    def _make_timelapse(self, attributes: TrainingCallbackAttributes) -> Optional[TimeLapse]:
+        cfg = self.config
+        if cfg.timelapse_every <= 0 or attributes.trainer is None or attributes.pipeline is None:
+            return None
+        cameras = attributes.pipeline.datamanager.train_dataset.cameras
+        if not 0 <= cfg.timelapse_view < len(cameras):
+            raise ClipSketchConfigError(
+                f"timelapse_view {cfg.timelapse_view} is not a training camera index (0 to {len(cameras) - 1})"
+            )
+        trainer = attributes.trainer
+        last_step = trainer._start_step + trainer.config.max_num_iterations - 1
+        camera = cameras[cfg.timelapse_view : cfg.timelapse_view + 1]
+        return TimeLapse(self, camera, trainer.base_dir, cfg.timelapse_every, last_step, cfg.timelapse_format)
 
     @torch.no_grad()
     def resample_gaussians(self, step: int) -> None:

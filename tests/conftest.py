@@ -103,6 +103,7 @@ def train_args(scene: Path, clip_config: Path, output_dir: Path, steps: int = TR
         "--pipeline.model.clip.pretrained", "none",
         "--pipeline.model.clip.layer-weights", 0.0, 1.0, 1.0, 1.0, 0.0,
         "--optimizers.control-points.optimizer.lr", 5e-3,
+        "--pipeline.model.timelapse-every", 10,
     ]
 
 

@@ -67,3 +67,18 @@ def test_unknown_clip_model_stops_before_training(tiny_scene, tiny_clip_config, 
     assert result.returncode != 0
     assert "Unknown CLIP model 'RN-nope'" in output and "Traceback" not in output
     assert not list((tmp_path / "out").rglob("*.ckpt"))
+
+
+def test_timelapse_is_written_when_training_ends(trained_run):
+    from PIL import Image
+
+    run = trained_run.parent
+    frames = sorted((run / "timelapse").glob("step_*.png"))
+    # Every 10 steps from 0, plus the last step.
+    assert [f.name for f in frames] == [f"step_{s:09d}.png" for s in (0, 10, 20, 30, TRAIN_STEPS - 1)]
+    with Image.open(run / "timelapse.gif") as gif:
+        assert gif.n_frames == len(frames)
+        assert gif.size == (64, 64)
+    # The sketch moved between the first and the last snapshot.
+    first, last = (torch.from_numpy(__import__("numpy").asarray(Image.open(f))) for f in (frames[0], frames[-1]))
+    assert not torch.equal(first, last)
