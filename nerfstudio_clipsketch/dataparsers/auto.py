@@ -1,14 +1,10 @@
 """The method's default dataparser: looks at ``data`` and hands it to the parser that reads that layout.
 
-=============================================  ==============================================================
-``data``                                       parser
-=============================================  ==============================================================
-not given (``None``)                           the built-in scene (generated on first use), ``blender-data``
-folder with ``transforms_train.json`` + rgb/   ``clipasso3d-data``
-folder with ``transforms_train.json``          ``blender-data`` (NeRF synthetic scenes)
-folder with ``transforms.json``, or a .json    ``nerfstudio-data`` (captures processed by ``ns-process-data``)
-folder with ``sparse/0`` or ``colmap/sparse/0``  ``colmap`` (images in ``images/``)
-=============================================  ==============================================================
+- not given (``None``): the built-in scene (generated on first use), read by ``blender-data``;
+- a folder with ``transforms_train.json`` and ``rgb/``: ``clipasso3d-data``;
+- a folder with ``transforms_train.json``: ``blender-data`` (NeRF synthetic scenes);
+- a folder with ``transforms.json``, or a ``.json`` file: ``nerfstudio-data`` (captures from ``ns-process-data``);
+- a folder with ``sparse/0`` or ``colmap/sparse/0``: ``colmap`` (images in ``images/``).
 
 Whatever the layout, the outputs carry ``metadata["clipsketch_background"]`` (the background colour, ``[r, g, b]``
 in [0, 1]) and, for scenes with a ground-truth sketch such as the built-in one, ``metadata["clipsketch_gt_curves"]``
