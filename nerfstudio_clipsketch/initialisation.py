@@ -14,8 +14,10 @@ from torch import Tensor
 def camera_axes_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Float[Tensor, "3"]:
     """The point closest, in least squares, to every camera's optical axis (OpenGL: the axis is ``-z``).
 
-    For cameras looking at an object this is the object's centre, whatever the dataset's origin. Falls back to the
-    mean camera position when the axes are (nearly) parallel.
+    For cameras looking at an object this is the object's centre, whatever the dataset's origin. When the axes are
+    (nearly) parallel — one camera, or a forward-facing capture — there is no such point: then it is the world origin
+    (where nerfstudio's dataparsers centre a scene) projected onto the mean optical axis, at least one mean camera
+    distance from the origin in front of the cameras.
     """
     origins = camera_to_worlds[:, :3, 3].double()
     directions = -camera_to_worlds[:, :3, 2].double()
@@ -25,7 +27,10 @@ def camera_axes_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Fl
     A = projectors.sum(0)
     b = (projectors @ origins[:, :, None]).sum(0)
     if torch.linalg.cond(A) > 1e8:
-        return origins.mean(0).to(camera_to_worlds.dtype)
+        origin, direction = origins.mean(0), directions.mean(0)
+        direction = direction / direction.norm().clamp_min(1e-12)
+        depth = torch.clamp(-(origin @ direction), min=float(origins.norm(dim=-1).mean().clamp_min(1e-3)))
+        return (origin + depth * direction).to(camera_to_worlds.dtype)
     return torch.linalg.solve(A, b).squeeze(-1).to(camera_to_worlds.dtype)
 
 
