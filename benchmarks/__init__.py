@@ -1,0 +1,1 @@
+"""Benchmarks and baselines; not part of the installed package (run from the repository root)."""
