@@ -33,12 +33,16 @@ class ClipSketchDataManager(FullImageDatamanager):
         if views < 1:
             raise ValueError(f"views_per_step must be at least 1, got {views}")
         if views == 1:
-            return super().next_train(step)
+            camera, batch = super().next_train(step)
+            camera.metadata["image_size"] = tuple(batch["image"].shape[:2])
+            return camera, batch
         batches = [super(ClipSketchDataManager, self).next_train(step)[1] for _ in range(views)]
         indices = [int(b["image_idx"]) for b in batches]
-        cameras = self.train_cameras[torch.tensor(indices)].to(self.device)
-        cameras.metadata = {"cam_idx": indices}
         images = [b["image"] for b in batches]
         if len({tuple(im.shape) for im in images}) > 1:
-            raise ValueError("views_per_step > 1 needs training images of one size; use --pipeline.datamanager.views-per-step 1")
+            raise ValueError(
+                "views_per_step > 1 needs training images of one size; use --pipeline.datamanager.views-per-step 1"
+            )
+        cameras = self.train_cameras[torch.tensor(indices)].to(self.device)
+        cameras.metadata = {"cam_idx": indices, "image_size": tuple(images[0].shape[:2])}
         return cameras, {"image": torch.stack(images), "image_idx": indices}
