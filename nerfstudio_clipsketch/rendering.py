@@ -187,13 +187,13 @@ def _render_gsplat(means, scales, opacities, colors, viewmats, Ks, width, height
     quats = torch.zeros(means.shape[0], 4, device=means.device, dtype=means.dtype)
     quats[:, 0] = 1.0
     renders, alphas, _ = rasterization(
-        means=means,  # [N, 3]
+        means=means.contiguous(),  # [N, 3]
         quats=quats,  # [N, 4]
-        scales=scales[:, None].expand(-1, 3),  # [N, 3]
-        opacities=opacities,  # [N]
-        colors=colors,  # [N, 3]
-        viewmats=viewmats,  # [C, 4, 4]
-        Ks=Ks,  # [C, 3, 3]
+        scales=scales[:, None].expand(-1, 3).contiguous(),  # [N, 3]
+        opacities=opacities.contiguous(),  # [N]
+        colors=colors.contiguous(),  # [N, 3]
+        viewmats=viewmats.contiguous(),  # [C, 4, 4]
+        Ks=Ks.contiguous(),  # [C, 3, 3]
         width=width,
         height=height,
         near_plane=near_plane,
