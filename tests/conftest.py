@@ -72,6 +72,13 @@ def run_cli(args, cwd=None, timeout=600):
     )
 
 
+def console_text(output: str) -> str:
+    """nerfstudio's rich console output as one line: wrapped lines joined, the ``file.py:123`` log columns dropped."""
+    import re
+
+    return " ".join(re.sub(r"\s\S+\.py:\d+\s", " ", output).split())
+
+
 TRAIN_STEPS = 40
 
 

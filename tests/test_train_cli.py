@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from nerfstudio.utils.eval_utils import eval_setup
 
-from tests.conftest import TRAIN_STEPS, run_cli, train_args
+from tests.conftest import TRAIN_STEPS, console_text, run_cli, train_args
 
 
 def mean_training_loss(pipeline) -> float:
@@ -44,7 +44,7 @@ def test_resume_continues_from_the_checkpoint(trained_run, tiny_scene, tiny_clip
     args = train_args(tiny_scene, tiny_clip_config, tmp_path, steps=5)
     result = run_cli([*args, "--load-dir", load_dir])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert f"Done loading Nerfstudio checkpoint from {load_dir}" in " ".join(result.stdout.split())
+    assert f"Done loading Nerfstudio checkpoint from {load_dir}" in console_text(result.stdout)
     resumed = tmp_path / "tiny" / "clipsketch" / "run" / "nerfstudio_models"
     names = sorted(p.name for p in resumed.glob("step-*.ckpt"))
     assert names[-1] == f"step-{TRAIN_STEPS + 4:09d}.ckpt"
@@ -82,3 +82,41 @@ def test_timelapse_is_written_when_training_ends(trained_run):
     # The sketch moved between the first and the last snapshot.
     first, last = (torch.from_numpy(__import__("numpy").asarray(Image.open(f))) for f in (frames[0], frames[-1]))
     assert not torch.equal(first, last)
+
+
+def write_nerfstudio_capture(blender_scene, out):
+    """The tiny scene re-laid as an ns-process-data capture: images/ and one transforms.json with intrinsics."""
+    import json
+    import math
+    import shutil
+
+    meta = json.loads((blender_scene / "transforms_train.json").read_text())
+    (out / "images").mkdir(parents=True)
+    size = 64
+    focal = 0.5 * size / math.tan(0.5 * meta["camera_angle_x"])
+    frames = []
+    for i, frame in enumerate(meta["frames"][:12]):
+        shutil.copy(blender_scene / f"{frame['file_path']}.png", out / "images" / f"frame_{i:05d}.png")
+        frames.append({"file_path": f"images/frame_{i:05d}.png", "transform_matrix": frame["transform_matrix"]})
+    capture = {"fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2, "w": size, "h": size,
+               "camera_model": "OPENCV", "frames": frames}
+    (out / "transforms.json").write_text(json.dumps(capture))
+    return out
+
+
+def test_a_nerfstudio_capture_is_detected_and_trains(tiny_scene, tiny_clip_config, tmp_path):
+    capture = write_nerfstudio_capture(tiny_scene, tmp_path / "capture")
+    result = run_cli(train_args(capture, tiny_clip_config, tmp_path / "out", steps=3))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "as a nerfstudio capture (nerfstudio-data)" in console_text(result.stdout)
+    run = tmp_path / "out" / "tiny" / "clipsketch" / "run"
+    assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
+
+
+def test_an_explicit_dataparser_subcommand_still_works(tiny_scene, tiny_clip_config, tmp_path):
+    args = train_args(tiny_scene, tiny_clip_config, tmp_path / "out", steps=2)
+    result = run_cli([*args, "blender-data"])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run = tmp_path / "out" / "tiny" / "clipsketch" / "run"
+    assert "BlenderDataParserConfig" in (run / "config.yml").read_text()
+    assert list((run / "nerfstudio_models").glob("step-*.ckpt"))

@@ -24,6 +24,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserCo
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio_clipsketch.builtin_scene import CURVES_FORMAT, ensure_builtin_scene
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, check_images, estimate_background, load_transforms
 from nerfstudio_clipsketch.dataparsers.clipasso3d import Clipasso3dDataParserConfig
@@ -37,6 +38,13 @@ ACCEPTED_LAYOUTS = (
     "a nerfstudio capture (e.g. from ns-process-data): a folder with transforms.json, or that .json file",
     "a COLMAP reconstruction: a folder with images/ and sparse/0/ or colmap/sparse/0/",
 )
+
+LAYOUT_NAMES = {
+    "clipasso3d": "a clipasso3d scene (clipasso3d-data)",
+    "blender": "a Blender / NeRF-synthetic scene (blender-data)",
+    "nerfstudio": "a nerfstudio capture (nerfstudio-data)",
+    "colmap": "a COLMAP reconstruction (colmap)",
+}
 
 COLMAP_MODEL_DIRS = (Path("colmap/sparse/0"), Path("sparse/0"))
 
@@ -103,6 +111,7 @@ class ClipSketchDataParser(DataParser):
             self.data = self.data.parent
         self.inner_config = self._inner_config()
         self.inner: DataParser = self.inner_config.setup()
+        CONSOLE.log(f"clipsketch-data: reading {self.data} as {LAYOUT_NAMES[self.layout]}")
         self._background: Optional[List[float]] = None
 
     def _inner_config(self) -> DataParserConfig:

@@ -1,0 +1,324 @@
+"""``clipsketch-export``: write a trained sketch as JSON, polylines, tube meshes or per-camera SVG drawings.
+
+Like nerfstudio's ``ns-export``, one subcommand per format, each reading a run's ``config.yml``::
+
+    clipsketch-export json --load-config outputs/.../config.yml --output-dir exports/   # sketch.json
+    clipsketch-export ply  --load-config ... --output-dir exports/                      # curves.ply
+    clipsketch-export obj  --load-config ... --output-dir exports/                      # curves.obj
+    clipsketch-export mesh --load-config ... --output-dir exports/ --format obj         # tubes.obj
+    clipsketch-export svg  --load-config ... --output-dir exports/ --cameras all        # view_0000.svg, ...
+    clipsketch-export all  --load-config ... --output-dir exports/                      # all of the above
+
+The formats and frames (JSON and SVG in nerfstudio's normalised frame, PLY/OBJ/mesh in the capture's dataset
+coordinates) are described in :mod:`nerfstudio_clipsketch.export`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import torch
+import tyro
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.pipelines.base_pipeline import Pipeline
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
+
+from nerfstudio_clipsketch.cameras import get_viewmats
+from nerfstudio_clipsketch.export import (
+    PlyEncoding,
+    Sketch,
+    sketch_polylines,
+    tube_mesh,
+    write_mesh_obj,
+    write_mesh_ply,
+    write_polylines_obj,
+    write_polylines_ply,
+    write_sketch_svg,
+)
+from nerfstudio_clipsketch.rendering import stroke_sigma
+
+
+class ScriptError(Exception):
+    """Bad command-line input (a missing file, an unusable output path or run); the message says what to fix.
+
+    Entry points print it without a traceback and exit with status 1."""
+
+
+def check_config_path(load_config: Path) -> Path:
+    """The run's ``config.yml``, if it is an existing file.
+
+    Raises:
+        ScriptError: ``load_config`` does not exist or is a directory.
+    """
+    if not load_config.exists():
+        raise ScriptError(
+            f"Config file {str(load_config)!r} does not exist; pass the config.yml that ns-train wrote in the run's "
+            "folder (outputs/<experiment>/clipsketch/<timestamp>/config.yml)."
+        )
+    if not load_config.is_file():
+        raise ScriptError(f"--load-config {str(load_config)!r} is a directory, not a run's config.yml file.")
+    return load_config
+
+
+def load_pipeline(load_config: Path) -> Pipeline:
+    """The trained pipeline of a run (latest checkpoint), with the training and test datasets, via nerfstudio's
+    ``eval_setup`` (on CUDA when available, else the CPU).
+
+    Raises:
+        ScriptError: the config file is missing, or the run is not a clipsketch run.
+    """
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from nerfstudio_clipsketch.model import ClipSketchModel
+
+    _, pipeline, _, _ = eval_setup(check_config_path(load_config), test_mode="test")
+    if not isinstance(pipeline.model, ClipSketchModel):
+        raise ScriptError(
+            f"{str(load_config)!r} is a {type(pipeline.model).__name__} run; clipsketch tools read clipsketch runs."
+        )
+    return pipeline
+
+
+def sketch_from_pipeline(pipeline: Pipeline) -> Sketch:
+    """The :class:`~nerfstudio_clipsketch.export.Sketch` a trained clipsketch pipeline draws.
+
+    Control points are the model's world (normalised-frame) control points; the stroke width is the full width at
+    half opacity of the model's Gaussians, ``sigma * 2 sqrt(2 ln 2)`` (the inverse of
+    :func:`~nerfstudio_clipsketch.rendering.stroke_sigma`, so the sketch's Gaussians get the model's sigma back);
+    colours and opacity are the model's; the dataparser transform and scale come from the training dataparser
+    outputs, so the sketch can be written in the capture's coordinates.
+
+    Raises:
+        TypeError: the pipeline's model is not a clipsketch model.
+    """
+    from nerfstudio_clipsketch.model import ClipSketchModel
+
+    model = pipeline.model
+    if not isinstance(model, ClipSketchModel):
+        raise TypeError(f"sketch_from_pipeline needs a ClipSketchModel, got {type(model).__name__}")
+    outputs = pipeline.datamanager.train_dataparser_outputs  # type: ignore[attr-defined]
+    with torch.no_grad():
+        control_points = model.world_control_points().detach().cpu()
+    return Sketch(
+        control_points=control_points,
+        degree=model.config.curve_degree,
+        stroke_width=float(model.stroke_scale) / stroke_sigma(1.0),
+        stroke_color=tuple(model.stroke_rgb.detach().cpu().tolist()),
+        opacity=model.config.stroke_opacity,
+        background=tuple(model.background.detach().cpu().tolist()),
+        dataparser_transform=outputs.dataparser_transform.detach().cpu(),
+        dataparser_scale=float(outputs.dataparser_scale),
+    )
+
+
+def _wrote(what: str, path: Path, suffix: str = "") -> None:
+    CONSOLE.print(f"[bold green]Wrote {what} to {escape(str(path))}{escape(suffix)}", highlight=False)
+
+
+@dataclass
+class SketchExporter:
+    """Export a trained clipsketch run into a folder."""
+
+    load_config: Path
+    """The run's config.yml (written by ns-train next to its checkpoints)."""
+    output_dir: Path
+    """Folder for the exported files (created if needed)."""
+
+    def prepare(self) -> tuple[Pipeline, Sketch]:
+        """Check the paths, then load the run. Paths are checked first: loading a run takes seconds."""
+        check_config_path(self.load_config)
+        self.check_options()
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ScriptError(f"--output-dir {str(self.output_dir)!r} is a file, not a folder.")
+        pipeline = load_pipeline(self.load_config)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        return pipeline, sketch_from_pipeline(pipeline)
+
+    def check_options(self) -> None:
+        """Refuse option values no export can use, before the run is loaded."""
+        samples = getattr(self, "samples_per_curve", None)
+        if samples is not None and samples < 2:
+            raise ScriptError(f"--samples-per-curve must be at least 2, got {samples}")
+        sides = getattr(self, "sides", None)
+        if sides is not None and sides < 3:
+            raise ScriptError(f"--sides must be at least 3, got {sides}")
+
+    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+        """Write this format's files into ``output_dir`` and say where they went."""
+        raise NotImplementedError
+
+    def main(self) -> None:
+        """Load the run and write this format's files."""
+        self.write(*self.prepare())
+
+
+@dataclass
+class ExportJson(SketchExporter):
+    """The sketch as versioned JSON (sketch.json): control points, stroke style and the dataparser transform.
+    Reload it with nerfstudio_clipsketch.export.Sketch.from_json."""
+
+    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+        path = self.output_dir / "sketch.json"
+        sketch.to_json(path)
+        _wrote(f"{sketch.num_curves} curves", path)
+
+
+@dataclass
+class ExportPolylinesPly(SketchExporter):
+    """The curves as PLY polylines (curves.ply: vertices with a curve index, and edges), in dataset coordinates."""
+
+    samples_per_curve: int = 100
+    """Points per curve, evenly spaced in arc length, ends included."""
+    encoding: PlyEncoding = "binary_little_endian"
+    """PLY encoding."""
+
+    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+        path = self.output_dir / "curves.ply"
+        write_polylines_ply(path, sketch_polylines(sketch, self.samples_per_curve, frame="dataset"), self.encoding)
+        _wrote(f"{sketch.num_curves} polylines of {self.samples_per_curve} points", path)
+
+
+@dataclass
+class ExportPolylinesObj(SketchExporter):
+    """The curves as OBJ polylines (curves.obj: one object and one 'l' line per curve), in dataset coordinates."""
+
+    samples_per_curve: int = 100
+    """Points per curve, evenly spaced in arc length, ends included."""
+
+    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+        path = self.output_dir / "curves.obj"
+        write_polylines_obj(path, sketch_polylines(sketch, self.samples_per_curve, frame="dataset"))
+        _wrote(f"{sketch.num_curves} polylines of {self.samples_per_curve} points", path)
+
+
+@dataclass
+class ExportMesh(SketchExporter):
+    """The strokes as closed tube meshes (tubes.ply or tubes.obj), in dataset coordinates, with the stroke width
+    as diameter."""
+
+    format: Literal["ply", "obj"] = "ply"
+    """Mesh file format."""
+    samples_per_curve: int = 100
+    """Rings per tube, evenly spaced in arc length along the curve."""
+    sides: int = 8
+    """Vertices per ring (at least 3)."""
+
+    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+        radius = sketch.stroke_width_dataset / 2.0
+        polylines = sketch_polylines(sketch, self.samples_per_curve, frame="dataset")
+        vertices, faces = tube_mesh(polylines, radius, self.sides)
+        path = self.output_dir / f"tubes.{self.format}"
+        (write_mesh_ply if self.format == "ply" else write_mesh_obj)(path, vertices, faces)
+        _wrote(
+            f"{sketch.num_curves} tubes ({len(vertices)} vertices, {len(faces)} triangles, radius {radius:.4g} "
+            "dataset units)",
+            path,
+        )
+
+
+@dataclass
+class ExportSvg(SketchExporter):
+    """One SVG drawing per camera (view_0000.svg, ...), the sketch as that camera sees it, at its image size.
+    Lens distortion is ignored (pinhole projection)."""
+
+    cameras: Literal["test", "train", "all"] = "test"
+    """Which cameras to draw: the test split, the training split, or both (training cameras first)."""
+    samples_per_curve: int = 100
+    """Polyline points per curve."""
+
+    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+        datamanager = pipeline.datamanager
+        splits: list[Cameras] = []
+        if self.cameras in ("train", "all"):
+            splits.append(datamanager.train_dataset.cameras)  # type: ignore[attr-defined]
+        if self.cameras in ("test", "all"):
+            splits.append(datamanager.eval_dataset.cameras)  # type: ignore[attr-defined]
+        index = 0
+        for cams in splits:
+            cams = cams.reshape(-1).to("cpu")
+            viewmats = get_viewmats(cams.camera_to_worlds)
+            Ks = cams.get_intrinsics_matrices()
+            for i in range(len(cams)):
+                write_sketch_svg(
+                    self.output_dir / f"view_{index:04d}.svg",
+                    sketch,
+                    viewmats[i],
+                    Ks[i],
+                    int(cams.width[i]),
+                    int(cams.height[i]),
+                    samples_per_curve=self.samples_per_curve,
+                )
+                index += 1
+        if index == 0:
+            raise ScriptError(f"The run has no {self.cameras} cameras to draw.")
+        last = f" ... view_{index - 1:04d}.svg" if index > 1 else ""
+        _wrote(f"{index} SVG drawings ({self.cameras} cameras)", self.output_dir / "view_0000.svg", last)
+
+
+@dataclass
+class ExportAll(SketchExporter):
+    """Every format at once, loading the run once: sketch.json, curves.ply, curves.obj, tubes.<mesh-format> and
+    view_<i>.svg."""
+
+    samples_per_curve: int = 100
+    """Points per curve of the polylines, tubes and SVG paths."""
+    mesh_format: Literal["ply", "obj"] = "ply"
+    """Tube mesh file format."""
+    sides: int = 8
+    """Vertices per tube ring (at least 3)."""
+    cameras: Literal["test", "train", "all"] = "test"
+    """Cameras to draw SVGs for: the test split, the training split, or both (training cameras first)."""
+
+    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+        paths = {"load_config": self.load_config, "output_dir": self.output_dir}
+        n = self.samples_per_curve
+        exporters: list[SketchExporter] = [
+            ExportJson(**paths),
+            ExportPolylinesPly(**paths, samples_per_curve=n),
+            ExportPolylinesObj(**paths, samples_per_curve=n),
+            ExportMesh(**paths, format=self.mesh_format, samples_per_curve=n, sides=self.sides),
+            ExportSvg(**paths, cameras=self.cameras, samples_per_curve=n),
+        ]
+        for exporter in exporters:
+            exporter.write(pipeline, sketch)
+
+
+Commands = tyro.conf.FlagConversionOff[
+    Union[
+        Annotated[ExportJson, tyro.conf.subcommand(name="json")],
+        Annotated[ExportPolylinesPly, tyro.conf.subcommand(name="ply")],
+        Annotated[ExportPolylinesObj, tyro.conf.subcommand(name="obj")],
+        Annotated[ExportMesh, tyro.conf.subcommand(name="mesh")],
+        Annotated[ExportSvg, tyro.conf.subcommand(name="svg")],
+        Annotated[ExportAll, tyro.conf.subcommand(name="all")],
+    ]
+]
+
+
+def run_or_exit(main) -> None:
+    """Run a script's ``main``; a :class:`ScriptError` becomes one red message and exit status 1."""
+    try:
+        main()
+    except ScriptError as e:
+        CONSOLE.print(f"[bold red]Error:[/bold red] {escape(str(e))}", highlight=False)
+        sys.exit(1)
+
+
+def entrypoint() -> None:
+    """Entrypoint for use with pyproject scripts."""
+    tyro.extras.set_accent_color("bright_yellow")
+    command = tyro.cli(Commands)
+    run_or_exit(command.main)
+
+
+if __name__ == "__main__":
+    entrypoint()
+
+
+def get_parser_fn():
+    """Get the parser function for the sphinx docs."""
+    return tyro.extras.get_parser(Commands)
