@@ -2,6 +2,7 @@
 
 nerfstudio cameras are camera-to-world ``[*, 3, 4]`` matrices in OpenGL axes (x right, y up, z backward); the
 renderers take world-to-camera ``[*, 4, 4]`` matrices in OpenCV axes (x right, y down, z forward), as gsplat does.
+:func:`look_at_centre` is the point a set of cameras looks at (orbits, initial curves, recentring a scene).
 Dataparsers move the dataset into nerfstudio's normalised frame, ``x' = scale * (T @ [x; 1])``; exports and metrics
 undo that with :func:`to_dataset_coordinates`.
 """
@@ -40,3 +41,33 @@ def from_dataset_coordinates(
     """A dataparser's ``x' = scale * (R x + t)``: from the dataset's frame into nerfstudio's normalised one."""
     R, t = transform[:3, :3].to(points), transform[:3, 3].to(points)
     return (points @ R.T + t) * scale
+
+
+def look_at_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Float[Tensor, "3"]:
+    """The point closest, in the least-squares sense, to every camera's optical axis.
+
+    Each axis is the line through the camera centre along ``-z`` (nerfstudio's OpenGL convention); the point
+    minimises the sum of squared distances to the lines, solving ``sum_i (I - d_i d_i^T) (x - o_i) = 0``.
+
+    Raises:
+        ValueError: fewer than two cameras, or axes so nearly parallel (e.g. a forward-facing capture) that they
+            have no well-defined common point.
+    """
+    if camera_to_worlds.dim() != 3 or camera_to_worlds.shape[1:] not in ((3, 4), (4, 4)):
+        raise ValueError(f"camera_to_worlds must have shape [N, 3, 4], got {tuple(camera_to_worlds.shape)}")
+    if camera_to_worlds.shape[0] < 2:
+        raise ValueError(f"need at least two cameras to intersect their axes, got {camera_to_worlds.shape[0]}")
+    c2w = camera_to_worlds.detach().double()
+    origins = c2w[:, :3, 3]
+    directions = -c2w[:, :3, 2]
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    projectors = torch.eye(3, dtype=c2w.dtype, device=c2w.device) - directions[:, :, None] * directions[:, None, :]
+    A = projectors.sum(0)
+    b = (projectors @ origins[:, :, None]).sum(0)
+    eigenvalues = torch.linalg.eigvalsh(A)
+    if eigenvalues[0] <= 1e-6 * eigenvalues[-1]:
+        raise ValueError(
+            f"the {c2w.shape[0]} cameras' optical axes are (nearly) parallel (eigenvalues of the normal matrix "
+            f"{eigenvalues.tolist()}): they do not look at a common point"
+        )
+    return torch.linalg.solve(A, b).squeeze(-1).to(camera_to_worlds.dtype)

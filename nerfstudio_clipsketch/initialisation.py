@@ -10,28 +10,25 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from nerfstudio_clipsketch.cameras import look_at_centre
+
 
 def camera_axes_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Float[Tensor, "3"]:
-    """The point closest, in least squares, to every camera's optical axis (OpenGL: the axis is ``-z``).
+    """Where to put a sketch: the point the cameras look at (:func:`~nerfstudio_clipsketch.cameras.look_at_centre`).
 
-    For cameras looking at an object this is the object's centre, whatever the dataset's origin. When the axes are
-    (nearly) parallel — one camera, or a forward-facing capture — there is no such point: then it is the world origin
-    (where nerfstudio's dataparsers centre a scene) projected onto the mean optical axis, at least one mean camera
-    distance from the origin in front of the cameras.
+    When the optical axes are (nearly) parallel — one camera, or a forward-facing capture — there is no such point:
+    then it is the world origin (where nerfstudio's dataparsers centre a scene) projected onto the mean optical
+    axis, at least one mean camera distance from the origin in front of the cameras.
     """
-    origins = camera_to_worlds[:, :3, 3].double()
-    directions = -camera_to_worlds[:, :3, 2].double()
-    directions = directions / directions.norm(dim=-1, keepdim=True)
-    # Sum over cameras of (I - d d^T) (x - o) = 0.
-    projectors = torch.eye(3, dtype=torch.float64, device=origins.device) - directions[:, :, None] * directions[:, None]
-    A = projectors.sum(0)
-    b = (projectors @ origins[:, :, None]).sum(0)
-    if torch.linalg.cond(A) > 1e8:
-        origin, direction = origins.mean(0), directions.mean(0)
+    try:
+        return look_at_centre(camera_to_worlds)
+    except ValueError:
+        origins = camera_to_worlds[:, :3, 3].double()
+        direction = -camera_to_worlds[:, :3, 2].double().mean(0)
         direction = direction / direction.norm().clamp_min(1e-12)
+        origin = origins.mean(0)
         depth = torch.clamp(-(origin @ direction), min=float(origins.norm(dim=-1).mean().clamp_min(1e-3)))
         return (origin + depth * direction).to(camera_to_worlds.dtype)
-    return torch.linalg.solve(A, b).squeeze(-1).to(camera_to_worlds.dtype)
 
 
 def _segments(

@@ -1,6 +1,6 @@
 """Fly-around camera paths for ``ns-render camera-path``, built from the training cameras.
 
-The training cameras define the path: its centre is the point they all look at (:func:`look_at_centre`, the
+The training cameras define the path: its centre is the point they all look at (:func:`~nerfstudio_clipsketch.cameras.look_at_centre`, the
 least-squares intersection of their optical axes), its radius the median camera distance to that centre, its up
 the mean camera up vector. Two kinds:
 
@@ -32,39 +32,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from nerfstudio_clipsketch.cameras import look_at_centre
+
 OrbitKind = Literal["orbit", "helix"]
 
 _KEYFRAMES_PER_REVOLUTION = 8
-
-
-def look_at_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Float[Tensor, "3"]:
-    """The point closest, in the least-squares sense, to every camera's optical axis.
-
-    Each axis is the line through the camera centre along ``-z`` (nerfstudio's OpenGL convention); the point
-    minimises the sum of squared distances to the lines, solving ``sum_i (I - d_i d_i^T) (x - o_i) = 0``.
-
-    Raises:
-        ValueError: fewer than two cameras, or axes so nearly parallel (e.g. a forward-facing capture) that they
-            have no well-defined common point.
-    """
-    if camera_to_worlds.dim() != 3 or camera_to_worlds.shape[1:] not in ((3, 4), (4, 4)):
-        raise ValueError(f"camera_to_worlds must have shape [N, 3, 4], got {tuple(camera_to_worlds.shape)}")
-    if camera_to_worlds.shape[0] < 2:
-        raise ValueError(f"need at least two cameras to intersect their axes, got {camera_to_worlds.shape[0]}")
-    c2w = camera_to_worlds.detach().double()
-    origins = c2w[:, :3, 3]
-    directions = -c2w[:, :3, 2]
-    directions = directions / directions.norm(dim=-1, keepdim=True)
-    projectors = torch.eye(3, dtype=c2w.dtype, device=c2w.device) - directions[:, :, None] * directions[:, None, :]
-    A = projectors.sum(0)
-    b = (projectors @ origins[:, :, None]).sum(0)
-    eigenvalues = torch.linalg.eigvalsh(A)
-    if eigenvalues[0] <= 1e-6 * eigenvalues[-1]:
-        raise ValueError(
-            f"the {c2w.shape[0]} cameras' optical axes are (nearly) parallel (eigenvalues of the normal matrix "
-            f"{eigenvalues.tolist()}): they do not look at a common point"
-        )
-    return torch.linalg.solve(A, b).squeeze(-1).to(camera_to_worlds.dtype)
 
 
 def vertical_fov_degrees(fy: Tensor | float, image_height: Tensor | float) -> float:

@@ -11,7 +11,8 @@ import pytest
 import torch
 from nerfstudio.cameras.camera_paths import get_path_from_json
 
-from nerfstudio_clipsketch.orbit import look_at_centre, orbit_path, orbit_poses, vertical_fov_degrees
+from nerfstudio_clipsketch.cameras import look_at_centre
+from nerfstudio_clipsketch.orbit import orbit_path, orbit_poses, vertical_fov_degrees
 
 CENTRE = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
 UP = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)

@@ -27,6 +27,8 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.colors import get_color
+
+from nerfstudio_clipsketch.cameras import look_at_centre
 from nerfstudio_clipsketch.dataparsers import (
     IMAGE_SUFFIXES,
     ClipSketchDataError,
@@ -53,26 +55,14 @@ class Clipasso3dDataParserConfig(DataParserConfig):
 
 
 def camera_axes_intersection(camera_to_worlds: np.ndarray) -> np.ndarray:
-    """The point with the least summed squared distance to every camera's optical axis (OpenGL: looking down -z).
-
-    Args:
-        camera_to_worlds: ``[N, 3, 4]`` camera-to-world matrices.
-
-    Returns:
-        ``[3]`` the point.
-    """
-    origins = camera_to_worlds[:, :3, 3]
-    directions = -camera_to_worlds[:, :3, 2]
-    directions = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
-    projectors = np.eye(3) - directions[:, :, None] * directions[:, None, :]  # [N, 3, 3], orthogonal to each axis
-    lhs = projectors.sum(0)
-    rhs = (projectors @ origins[:, :, None]).sum(0)[:, 0]
-    if np.linalg.cond(lhs) > 1e8:
+    """The point the cameras look at (``[N, 3, 4]`` camera-to-world, OpenGL), for scenes without 'object_position'."""
+    try:
+        return look_at_centre(torch.from_numpy(np.asarray(camera_to_worlds, dtype=np.float64))).numpy()
+    except ValueError as error:
         raise ClipSketchDataError(
             "The cameras' optical axes are (nearly) parallel, so they do not point at a common object; "
             "give the object's centre as 'object_position' in transforms_train.json."
-        )
-    return np.linalg.solve(lhs, rhs)
+        ) from error
 
 
 @dataclass
