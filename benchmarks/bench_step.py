@@ -87,7 +87,7 @@ def measure(num_curves: int, resolution: int, renderer: str, device: str, clip_m
     model.setup_from_data(cameras.to("cpu"), background=torch.ones(3))
     camera = cameras[0:1]
     model.to(dev)
-    guidance = model.guidance
+    guidance = model.get_guidance()
     optimiser = torch.optim.Adam([model.control_points], lr=1e-3)
     target = torch.rand(1, resolution, resolution, 3, generator=torch.Generator().manual_seed(0)).to(dev)
     if renderer == "dense":

@@ -94,7 +94,8 @@ clipsketch_config = ClipSketchTrainerConfig(
             "scheduler": FloatExponentialDecaySchedulerConfig(lr_final=2e-4, max_steps=MAX_ITERATIONS),
         },
     },
-    viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+    # Depth compositing off: the splines drawn along the curves lie at the strokes' own depth and would be hidden.
+    viewer=ViewerConfig(num_rays_per_chunk=1 << 15, default_composite_depth=False),
     vis="viewer",
 )
 

@@ -26,6 +26,7 @@ from nerfstudio_clipsketch.clip_guidance import ClipGuidance, ClipGuidanceConfig
 from nerfstudio_clipsketch.initialisation import camera_axes_centre, points_init, sphere_init
 from nerfstudio_clipsketch.rendering import render, stroke_sigma
 from nerfstudio_clipsketch.timelapse import TimeLapse
+from nerfstudio_clipsketch.viewer import SketchSplines
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,17 @@ class ClipSketchModel(Model):
         self.register_buffer("stroke_rgb", self._contrasting_stroke(self.background))
         self.crop_box: Optional[OrientedBox] = None
         self._guidance: Optional[ClipGuidance] = None
+        self._setup_viewer_controls()
+
+    # --- viewer (nerfstudio_clipsketch.viewer) ------------------------------------------------------------------------
+
+    def _setup_viewer_controls(self) -> None:
+        """The curves as splines in nerfstudio's viewer, and their GUI. The viewer finds ViewerControl and
+        ViewerElement objects among the model's public attributes by itself."""
+        self.sketch_splines = SketchSplines(self)
+        self.viewer_curves_show, self.viewer_curves_width, self.viewer_stroke_width = self.sketch_splines.elements
+
+    # --- end viewer ---------------------------------------------------------------------------------------------------
 
     # ----------------------------------------------------------------------------------------------------------------
     # Set-up from the training data (called by the pipeline once the datamanager exists)
@@ -197,9 +209,9 @@ class ClipSketchModel(Model):
             self.background.tolist(),
         )
 
-    @property
-    def guidance(self) -> ClipGuidance:
-        """The CLIP guidance, built on first use (renders and exports never need it)."""
+    def get_guidance(self) -> ClipGuidance:
+        """The CLIP guidance, built on first use (renders, exports and the viewer never need it; a method, not a
+        property, so that the viewer's walk over the model's attributes does not build it)."""
         if self._guidance is None:
             self._guidance = self.config.clip.setup(device=self.device)
         elif self._guidance.device != self.device:
@@ -238,9 +250,13 @@ class ClipSketchModel(Model):
         if not isinstance(camera, Cameras):
             raise TypeError(f"clipsketch renders Cameras, not {type(camera).__name__}")
         cams = camera.flatten() if camera.shape else camera.reshape((1,))
-        width, height = int(cams.width[0, 0]), int(cams.height[0, 0])
-        if not (bool((cams.width == width).all()) and bool((cams.height == height).all())):
-            raise ValueError("All cameras rendered together must share one resolution")
+        size = (camera.metadata or {}).get("image_size")
+        if size is not None:  # given as ints by the datamanager: no device-to-host copy in the training step
+            height, width = size
+        else:
+            width, height = int(cams.width[0, 0]), int(cams.height[0, 0])
+            if len(cams) > 1 and not (bool((cams.width == width).all()) and bool((cams.height == height).all())):
+                raise ValueError("All cameras rendered together must share one resolution")
         means, scales, opacities, colors = self.gaussians()
         if self.crop_box is not None and not self.training:
             inside = self.crop_box.within(means).squeeze(-1)
@@ -258,7 +274,11 @@ class ClipSketchModel(Model):
             eps2d=self.config.eps2d,
             backend=self.config.render_backend,
         )
-        outputs: Dict[str, Union[Tensor, List]] = {"rgb": out.rgb, "accumulation": out.alpha, "depth": out.depth}
+        depth = out.depth
+        if not self.training:
+            # Empty pixels are far away, not at the camera, so the viewer's depth compositing shows what lies behind.
+            depth = torch.where(out.alpha > 0, depth, depth.detach().max())
+        outputs: Dict[str, Union[Tensor, List]] = {"rgb": out.rgb, "accumulation": out.alpha, "depth": depth}
         if len(cams) == 1:
             outputs = {k: v[0] for k, v in outputs.items()}  # type: ignore[index]
         outputs["background"] = self.background
@@ -290,6 +310,7 @@ class ClipSketchModel(Model):
         timelapse = self._make_timelapse(training_callback_attributes)
         if timelapse is not None:
             callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], timelapse.snapshot))
+        callbacks.extend(self.sketch_splines.training_callbacks())  # viewer splines, throttled
         return callbacks
 
     def _make_timelapse(self, attributes: TrainingCallbackAttributes) -> Optional[TimeLapse]:
@@ -337,7 +358,7 @@ class ClipSketchModel(Model):
             split = "train" if self.training else "eval"
             indices = indices if isinstance(indices, (list, tuple)) else [indices]
             keys = [(split, int(i)) for i in indices]
-        return self.guidance.loss(sketch, target, generator=self.generator, target_keys=keys, augment=self.training)
+        return self.get_guidance().loss(sketch, target, generator=self.generator, target_keys=keys, augment=self.training)
 
     @torch.no_grad()
     def get_image_metrics_and_images(
@@ -346,7 +367,7 @@ class ClipSketchModel(Model):
         """Target | sketch side by side, and the un-augmented CLIP terms and embedding similarity of the view."""
         target = self.target_image(batch["image"])
         sketch = outputs["rgb"]
-        losses = self.guidance.loss(sketch[None], target[None], augment=False)
+        losses = self.get_guidance().loss(sketch[None], target[None], augment=False)
         metrics = {name: float(value) for name, value in losses.items()}
-        metrics["clip_similarity"] = float(self.guidance.similarity(sketch[None], target[None])[0])
+        metrics["clip_similarity"] = float(self.get_guidance().similarity(sketch[None], target[None])[0])
         return metrics, {"img": torch.cat([target, sketch], dim=1), "accumulation": outputs["accumulation"]}

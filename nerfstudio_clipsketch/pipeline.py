@@ -62,4 +62,4 @@ class ClipSketchPipeline(VanillaPipeline):
         model.setup_from_data(outputs.cameras, background=background, points=points)
         if test_mode == "val":
             # Training: build CLIP now, so a bad model name or missing weights stops before the first step.
-            _ = model.guidance
+            _ = model.get_guidance()

@@ -156,3 +156,15 @@ def test_curves_move_toward_the_strokes_they_are_shown(tiny_guidance):
         if step % 10 == 9:
             model.resample_gaussians(step)
     assert distance() < 0.6 * before, (before, distance())
+
+
+def test_empty_pixels_are_far_for_the_viewer_depth():
+    model = make_model()
+    cams = ring_cameras()
+    model.setup_from_data(cams)
+    model.eval()
+    out = model.get_outputs(cams[0:1])
+    empty = out["accumulation"][..., 0] == 0
+    assert empty.any() and (~empty).any()
+    assert (out["depth"][empty] == out["depth"].max()).all()
+    assert (out["depth"][~empty] < out["depth"].max()).any()
