@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from nerfstudio.utils.eval_utils import eval_setup
 
@@ -80,7 +81,7 @@ def test_timelapse_is_written_when_training_ends(trained_run):
         assert gif.n_frames == len(frames)
         assert gif.size == (64, 64)
     # The sketch moved between the first and the last snapshot.
-    first, last = (torch.from_numpy(__import__("numpy").asarray(Image.open(f))) for f in (frames[0], frames[-1]))
+    first, last = (torch.from_numpy(np.array(Image.open(f))) for f in (frames[0], frames[-1]))
     assert not torch.equal(first, last)
 
 
