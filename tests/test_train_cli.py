@@ -121,3 +121,15 @@ def test_an_explicit_dataparser_subcommand_still_works(tiny_scene, tiny_clip_con
     run = tmp_path / "out" / "tiny" / "clipsketch" / "run"
     assert "BlenderDataParserConfig" in (run / "config.yml").read_text()
     assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
+
+
+def test_logs_hold_the_loss_terms_and_side_by_side_eval_images(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained_run.parent), size_guidance={"images": 0, "scalars": 0}).Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    for term in ("clip_layer1", "clip_layer2", "clip_layer3", "clip_fc"):
+        assert f"Train Loss Dict/{term}" in scalars, sorted(scalars)
+    assert "Eval Images Metrics/clip_similarity" in scalars, sorted(scalars)
+    image = events.Images("Eval Images/img")[-1]
+    assert (image.width, image.height) == (2 * 64, 64)  # target | sketch
