@@ -1,0 +1,23 @@
+"""``ns-train`` imports every installed plugin at start-up: ours must stay light and harmless to import."""
+
+import subprocess
+import sys
+
+CHECK = """
+import sys, torch
+import nerfstudio_clipsketch
+import nerfstudio_clipsketch.method_config
+from nerfstudio.plugins.registry import discover_methods
+methods, descriptions = discover_methods()
+assert "clipsketch" in methods, sorted(methods)
+print("open_clip" in sys.modules, "gsplat.cuda._backend" in sys.modules, torch.cuda.is_initialized())
+"""
+
+
+def test_importing_the_method_loads_no_clip_no_cuda_backend_and_no_gpu():
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=300,
+        env={"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["False", "False", "False"]
