@@ -18,6 +18,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 
 from nerfstudio_clipsketch import curves
@@ -144,6 +145,7 @@ class ClipSketchModel(Model):
         self.register_buffer("stroke_rgb", self._contrasting_stroke(self.background))
         self.crop_box: Optional[OrientedBox] = None
         self._guidance: Optional[ClipGuidance] = None
+        self._warned_dotted = False
         self._setup_viewer_controls()
 
     # --- viewer (nerfstudio_clipsketch.viewer) ------------------------------------------------------------------------
@@ -329,8 +331,18 @@ class ClipSketchModel(Model):
 
     @torch.no_grad()
     def resample_gaussians(self, step: int) -> None:
-        """Re-space the Gaussians evenly in arc length along the moved curves (between steps: free to sync)."""
+        """Re-space the Gaussians evenly in arc length along the moved curves (between steps: free to sync), and say
+        once if a curve has grown so long that its Gaussians no longer overlap (the stroke would look dotted)."""
         self.t_samples.copy_(curves.arc_length_parameters(self.control_points, self.config.gaussians_per_curve))
+        spacing = self.unit * curves.curve_lengths(self.control_points).max() / (self.config.gaussians_per_curve - 1)
+        if not self._warned_dotted and bool(spacing > 2.0 * self.stroke_scale):
+            self._warned_dotted = True
+            needed = int(torch.ceil(spacing / self.stroke_scale * (self.config.gaussians_per_curve - 1) / 2.0)) + 1
+            CONSOLE.log(
+                f"[yellow]clipsketch: at step {step} the longest curve's Gaussians are {float(spacing):.3g} apart, "
+                f"more than twice their size ({float(self.stroke_scale):.3g}): its stroke looks dotted. "
+                f"Use --pipeline.model.gaussians-per-curve {needed} or more."
+            )
 
     def target_image(self, image: Tensor) -> Tensor:
         """A training image as RGB in [0, 1], composited over the sketch's background where it has alpha."""

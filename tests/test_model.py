@@ -168,3 +168,17 @@ def test_empty_pixels_are_far_for_the_viewer_depth():
     assert empty.any() and (~empty).any()
     assert (out["depth"][empty] == out["depth"].max()).all()
     assert (out["depth"][~empty] < out["depth"].max()).any()
+
+
+def test_a_warning_when_curves_outgrow_their_gaussians(capsys):
+    model = make_model(gaussians_per_curve=8)
+    model.setup_from_data(ring_cameras())
+    model.resample_gaussians(step=1)
+    assert "looks dotted" not in capsys.readouterr().out
+    with torch.no_grad():
+        model.control_points[0, -1] += torch.tensor([3.0, 0.0, 0.0])  # one curve three camera distances long
+    model.resample_gaussians(step=2)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "looks dotted" in out and "--pipeline.model.gaussians-per-curve" in out
+    model.resample_gaussians(step=3)
+    assert "looks dotted" not in capsys.readouterr().out  # said once
