@@ -131,5 +131,6 @@ def test_logs_hold_the_loss_terms_and_side_by_side_eval_images(trained_run):
     for term in ("clip_layer1", "clip_layer2", "clip_layer3", "clip_fc"):
         assert f"Train Loss Dict/{term}" in scalars, sorted(scalars)
     assert "Eval Images Metrics/clip_similarity" in scalars, sorted(scalars)
+    assert "Eval Images/img" in images, sorted(images)
     image = events.Images("Eval Images/img")[-1]
     assert (image.width, image.height) == (2 * 64, 64)  # target | sketch

@@ -64,7 +64,7 @@ from nerfstudio_clipsketch.evaluation import (
     read_exr,
     surface_metrics,
 )
-from nerfstudio_clipsketch.scripts.export import ScriptError, check_config_path, run_or_exit
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, run_or_exit
 
 SYNTHETIC_LAYOUTS = ("clipasso3d", "blender")
 """Dataset layouts rendered on a uniform background, where a colour difference from it marks the object."""

@@ -15,7 +15,6 @@ coordinates) are described in :mod:`nerfstudio_clipsketch.export`.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -40,47 +39,7 @@ from nerfstudio_clipsketch.export import (
     write_sketch_svg,
 )
 from nerfstudio_clipsketch.rendering import stroke_sigma
-
-
-class ScriptError(Exception):
-    """Bad command-line input (a missing file, an unusable output path or run); the message says what to fix.
-
-    Entry points print it without a traceback and exit with status 1."""
-
-
-def check_config_path(load_config: Path) -> Path:
-    """The run's ``config.yml``, if it is an existing file.
-
-    Raises:
-        ScriptError: ``load_config`` does not exist or is a directory.
-    """
-    if not load_config.exists():
-        raise ScriptError(
-            f"Config file {str(load_config)!r} does not exist; pass the config.yml that ns-train wrote in the run's "
-            "folder (outputs/<experiment>/clipsketch/<timestamp>/config.yml)."
-        )
-    if not load_config.is_file():
-        raise ScriptError(f"--load-config {str(load_config)!r} is a directory, not a run's config.yml file.")
-    return load_config
-
-
-def load_pipeline(load_config: Path) -> Pipeline:
-    """The trained pipeline of a run (latest checkpoint), with the training and test datasets, via nerfstudio's
-    ``eval_setup`` (on CUDA when available, else the CPU).
-
-    Raises:
-        ScriptError: the config file is missing, or the run is not a clipsketch run.
-    """
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    from nerfstudio_clipsketch.model import ClipSketchModel
-
-    _, pipeline, _, _ = eval_setup(check_config_path(load_config), test_mode="test")
-    if not isinstance(pipeline.model, ClipSketchModel):
-        raise ScriptError(
-            f"{str(load_config)!r} is a {type(pipeline.model).__name__} run; clipsketch tools read clipsketch runs."
-        )
-    return pipeline
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_pipeline, run_or_exit
 
 
 def sketch_from_pipeline(pipeline: Pipeline) -> Sketch:
@@ -297,15 +256,6 @@ Commands = tyro.conf.FlagConversionOff[
         Annotated[ExportAll, tyro.conf.subcommand(name="all")],
     ]
 ]
-
-
-def run_or_exit(main) -> None:
-    """Run a script's ``main``; a :class:`ScriptError` becomes one red message and exit status 1."""
-    try:
-        main()
-    except ScriptError as e:
-        CONSOLE.print(f"[bold red]Error:[/bold red] {escape(str(e))}", highlight=False)
-        sys.exit(1)
 
 
 def entrypoint() -> None:

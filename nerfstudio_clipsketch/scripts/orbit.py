@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from nerfstudio_clipsketch.cameras import look_at_centre
 from nerfstudio_clipsketch.orbit import OrbitKind, orbit_path, vertical_fov_degrees
-from nerfstudio_clipsketch.scripts.export import ScriptError, check_config_path, load_pipeline, run_or_exit
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_pipeline, run_or_exit
 
 
 @dataclass
