@@ -11,6 +11,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
+from nerfstudio_clipsketch.dataparsers import estimate_background
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
 
 
@@ -19,16 +20,6 @@ class ClipSketchPipelineConfig(VanillaPipelineConfig):
     _target: Type = field(default_factory=lambda: ClipSketchPipeline)
     datamanager: ClipSketchDataManagerConfig = field(default_factory=ClipSketchDataManagerConfig)  # type: ignore
     model: ClipSketchModelConfig = field(default_factory=ClipSketchModelConfig)
-
-
-def estimate_background(images: list[torch.Tensor]) -> torch.Tensor:
-    """Median colour of the border pixels of some training images (RGB, in [0, 1])."""
-    borders = []
-    for image in images:
-        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-        rgb = image[..., :3]
-        borders += [rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]
-    return torch.cat(borders).median(dim=0).values.cpu()
 
 
 class ClipSketchPipeline(VanillaPipeline):
@@ -49,15 +40,10 @@ class ClipSketchPipeline(VanillaPipeline):
         outputs = self.datamanager.train_dataparser_outputs
         metadata = outputs.metadata or {}
         background = metadata.get("clipsketch_background")
+        if background is None and test_mode == "val":  # an explicit nerfstudio parser; a checkpoint restores it else
+            background = estimate_background(outputs.image_filenames, outputs.alpha_color)
         if background is not None:
             background = torch.tensor(background, dtype=torch.float32)
-        elif test_mode == "val" and len(self.datamanager.train_dataset) > 0:  # training; a checkpoint has it otherwise
-            cached = self.datamanager.cached_train
-            images = [cached[i]["image"] for i in range(0, len(cached), max(1, len(cached) // 8))]
-            if images[0].shape[-1] == 4:  # transparent images are composited on white unless told otherwise
-                background = torch.ones(3)
-            else:
-                background = estimate_background(images)
         points = metadata.get("points3D_xyz")
         model.setup_from_data(outputs.cameras, background=background, points=points)
         if test_mode == "val":
