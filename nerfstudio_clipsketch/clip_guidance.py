@@ -340,9 +340,11 @@ class ClipGuidance:
         return losses
 
     @torch.no_grad()
+    def embed(self, images: Float[Tensor, "V H W 3"]) -> Float[Tensor, "V D"]:
+        """Final CLIP embeddings of images in [0, 1], channels last, with CLIP's own preprocessing (no augmentation)."""
+        return self.encode(center_resize(images.permute(0, 3, 1, 2).to(self.mean.dtype), self.image_size))[1]
+
+    @torch.no_grad()
     def similarity(self, a: Float[Tensor, "V H W 3"], b: Float[Tensor, "V H W 3"]) -> Float[Tensor, "V"]:
         """Cosine similarity of the final CLIP embeddings of two image batches (no augmentation)."""
-        size = self.image_size
-        fa = self.encode(center_resize(a.permute(0, 3, 1, 2).to(self.mean.dtype), size))[1]
-        fb = self.encode(center_resize(b.permute(0, 3, 1, 2).to(self.mean.dtype), size))[1]
-        return F.cosine_similarity(fa, fb, dim=-1)
+        return F.cosine_similarity(self.embed(a), self.embed(b), dim=-1)

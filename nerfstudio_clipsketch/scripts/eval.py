@@ -53,7 +53,7 @@ from torch import Tensor
 
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import to_dataset_coordinates
-from nerfstudio_clipsketch.clip_guidance import ClipGuidance, ClipGuidanceError, center_resize
+from nerfstudio_clipsketch.clip_guidance import ClipGuidanceError
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
 from nerfstudio_clipsketch.evaluation import (
     DEFAULT_THRESHOLDS,
@@ -358,14 +358,6 @@ def _foreground_mask(
     return None, None, 0
 
 
-def clip_embeddings(guidance: ClipGuidance, images: Float[Tensor, "V H W 3"]) -> Float[Tensor, "V D"]:
-    """Final CLIP embeddings of images in [0, 1], preprocessed as :meth:`ClipGuidance.similarity` does. Cosines of
-    these equal its similarities, but each image is encoded once: the blank canvas once per image size, and each
-    test image once for both the sketch and the canvas (half the CLIP forwards of calling ``similarity`` twice)."""
-    pixels = images.permute(0, 3, 1, 2).to(guidance.mean.dtype)
-    return guidance.encode(center_resize(pixels, guidance.image_size))[1]
-
-
 @torch.no_grad()
 def _view_section(
     pipeline: Pipeline, layout: str, world_pos: Optional[Tuple[Path, str, Path]], options: MetricOptions
@@ -393,8 +385,8 @@ def _view_section(
         size = (int(sketch.shape[0]), int(sketch.shape[1]))
         if size not in blank_embeddings:
             blank = background.to(sketch).expand_as(sketch)
-            blank_embeddings[size] = clip_embeddings(guidance, blank[None])
-        sketch_embedding, target_embedding = clip_embeddings(guidance, torch.stack([sketch, target.to(sketch)]))
+            blank_embeddings[size] = guidance.embed(blank[None])
+        sketch_embedding, target_embedding = guidance.embed(torch.stack([sketch, target.to(sketch)]))
         similarity = F.cosine_similarity(
             torch.stack([sketch_embedding, blank_embeddings[size][0]]), target_embedding[None], dim=-1
         ).tolist()
