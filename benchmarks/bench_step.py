@@ -87,7 +87,8 @@ def measure(num_curves: int, resolution: int, renderer: str, device: str, clip_m
     model.setup_from_data(cameras.to("cpu"), background=torch.ones(3))
     camera = cameras[0:1]
     model.to(dev)
-    guidance = model.get_guidance()
+    guidance = config.clip.setup(device=dev)
+    model.use_guidance(guidance)
     optimiser = torch.optim.Adam([model.control_points], lr=1e-3)
     target = torch.rand(1, resolution, resolution, 3, generator=torch.Generator().manual_seed(0)).to(dev)
     if renderer == "dense":
@@ -109,7 +110,7 @@ def measure(num_curves: int, resolution: int, renderer: str, device: str, clip_m
     def step() -> dict:
         t0 = sync()
         means, scales, opacities, colors = model.gaussians()
-        out = render_fn(means, scales, opacities, colors, viewmats, Ks, resolution, resolution, model.background,
+        out = render_fn(means, scales, opacities, colors, viewmats, Ks, resolution, resolution, model.style.background,
                         eps2d=config.eps2d)
         t1 = sync()
         image = out.rgb.detach().requires_grad_()
@@ -126,7 +127,7 @@ def measure(num_curves: int, resolution: int, renderer: str, device: str, clip_m
 
     def out_alpha() -> torch.Tensor:
         with torch.no_grad():
-            return render_fn(*model.gaussians(), viewmats, Ks, resolution, resolution, model.background).alpha
+            return render_fn(*model.gaussians(), viewmats, Ks, resolution, resolution, model.style.background).alpha
 
     step()  # warm-up; also fills the target-feature cache, as the first visit of a view does in training
     if dev.type == "cuda":

@@ -2,12 +2,16 @@
 
 nerfstudio cameras are camera-to-world ``[*, 3, 4]`` matrices in OpenGL axes (x right, y up, z backward); the
 renderers take world-to-camera ``[*, 4, 4]`` matrices in OpenCV axes (x right, y down, z forward), as gsplat does.
-:func:`look_at_centre` is the point a set of cameras looks at (orbits, initial curves, recentring a scene).
+:func:`project_points` is the one pinhole projection (renderers, SVG export, world-position checks): pixel ``(i, j)``
+has its centre at ``(i + 0.5, j + 0.5)``. :func:`look_at_centre` is the point a set of cameras looks at (orbits,
+initial curves, recentring a scene).
 Dataparsers move the dataset into nerfstudio's normalised frame, ``x' = scale * (T @ [x; 1])``; exports and metrics
 undo that with :func:`to_dataset_coordinates`.
 """
 
 from __future__ import annotations
+
+from typing import Tuple
 
 import torch
 from jaxtyping import Float
@@ -25,6 +29,30 @@ def get_viewmats(camera_to_worlds: Float[Tensor, "*batch 3 4"]) -> Float[Tensor,
     viewmat[..., :3, :3] = R_inv
     viewmat[..., :3, 3:4] = T_inv
     return viewmat
+
+
+def project_points(
+    points: Float[Tensor, "num_points 3"],
+    viewmats: Float[Tensor, "num_cameras 4 4"],
+    Ks: Float[Tensor, "num_cameras 3 3"],
+    near_plane: float = 0.0,
+) -> Tuple[Float[Tensor, "num_cameras num_points 2"], Float[Tensor, "num_cameras num_points"]]:
+    """Pinhole projection of world points into every camera: ``(uv, depth)``.
+
+    ``uv = (fx x / z + cx, fy y / z + cy)`` in continuous pixel coordinates (pixel ``(i, j)`` is the unit square from
+    ``(i, j)``), ``depth`` the camera-space ``z`` (OpenCV axes, forward). Where ``depth <= near_plane`` the point cannot
+    be drawn: ``uv`` is then computed as if ``z = 1`` (finite, so gradients stay finite) and callers mask by depth.
+    """
+    assert points.dim() == 2 and points.shape[-1] == 3, points.shape
+    assert viewmats.dim() == 3 and viewmats.shape[1:] == (4, 4), viewmats.shape
+    assert Ks.shape == (viewmats.shape[0], 3, 3), Ks.shape
+    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]  # [C, 1, 3, 3], [C, 1, 3]
+    camera = (R @ points[None, :, :, None]).squeeze(-1) + t  # [C, N, 3]
+    x, y, z = camera.unbind(-1)
+    z_safe = torch.where(z > near_plane, z, torch.ones_like(z))
+    u = Ks[:, 0, 0, None] * x / z_safe + Ks[:, 0, 2, None]
+    v = Ks[:, 1, 1, None] * y / z_safe + Ks[:, 1, 2, None]
+    return torch.stack([u, v], dim=-1), z
 
 
 def to_dataset_coordinates(

@@ -24,7 +24,8 @@ class ClipSketchDataManagerConfig(FullImageDatamanagerConfig):
 
 
 class ClipSketchDataManager(FullImageDatamanager):
-    """Returns ``views_per_step`` cameras and their images per training step."""
+    """Returns ``views_per_step`` cameras and their images per training step: ``batch["image"]`` is
+    ``[V, H, W, C]`` and ``batch["image_idx"]`` lists the ``V`` view indices, for one view as for several."""
 
     config: ClipSketchDataManagerConfig
 
@@ -32,10 +33,6 @@ class ClipSketchDataManager(FullImageDatamanager):
         views = self.config.views_per_step
         if views < 1:
             raise ValueError(f"views_per_step must be at least 1, got {views}")
-        if views == 1:
-            camera, batch = super().next_train(step)
-            camera.metadata["image_size"] = tuple(batch["image"].shape[:2])
-            return camera, batch
         batches = [super(ClipSketchDataManager, self).next_train(step)[1] for _ in range(views)]
         indices = [int(b["image_idx"]) for b in batches]
         images = [b["image"] for b in batches]

@@ -1,10 +1,15 @@
 """Where the curves start: short random strokes in a ball around the scene centre, or on the scene's 3D points.
 
 Both return control points ``[num_curves, degree + 1, 3]``: straight, evenly spaced control points along a short
-random segment, so every initial curve is a line of the requested length.
+random segment, so every initial curve is a line of the requested length. :func:`initial_curves` picks the method
+for a run and returns the curves in the model's scale-free frame (centred on the point the cameras look at, in units
+of the median camera distance to it).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 from jaxtyping import Float
@@ -89,3 +94,57 @@ def points_init(
         extra = torch.randint(points.shape[0], (num_curves - idx.numel(),), generator=generator)
         idx = torch.cat([idx, extra])
     return _segments(points[idx], length, degree, generator)
+
+
+InitMethod = Literal["auto", "sphere", "points"]
+
+
+class InitialisationError(ValueError):
+    """An initialisation that the data cannot support; the message says what to use instead."""
+
+
+@dataclass
+class InitialCurves:
+    """The curves a run starts from, and the frame they are expressed in."""
+
+    control_points: Float[Tensor, "num_curves degree_plus_one 3"]
+    """Scale-free control points: world = centre + distance * control_points."""
+    centre: Float[Tensor, "3"]
+    """The point the training cameras look at."""
+    distance: float
+    """Median distance of the training cameras to the centre."""
+    method: str
+    """The initialisation used ('sphere' or 'points')."""
+
+
+def initial_curves(
+    method: InitMethod,
+    camera_to_worlds: Float[Tensor, "num_cameras 3 4"],
+    num_curves: int,
+    degree: int,
+    radius: float,
+    length: float,
+    generator: torch.Generator,
+    points: Optional[Float[Tensor, "num_points 3"]] = None,
+) -> InitialCurves:
+    """The run's initial curves: ``'points'`` on the dataparser's 3D points, ``'sphere'`` in a ball of ``radius``
+    around the point the cameras look at, ``'auto'`` points when there are any; ``radius`` and ``length`` are
+    fractions of the median camera distance.
+
+    Raises:
+        InitialisationError: ``'points'`` without points.
+    """
+    c2w = camera_to_worlds.reshape(-1, 3, 4).float().cpu()
+    centre = camera_axes_centre(c2w)
+    distance = float((c2w[:, :3, 3] - centre).norm(dim=-1).median())
+    has_points = points is not None and len(points) > 0
+    if method == "points" and not has_points:
+        raise InitialisationError(
+            "init='points' needs 3D points from the dataparser (e.g. a COLMAP capture with sparse points); "
+            "this dataset has none. Use --pipeline.model.init sphere."
+        )
+    if method == "points" or (method == "auto" and has_points):
+        cp = points_init(points, num_curves, degree, length * distance, generator)  # type: ignore[arg-type]
+        return InitialCurves((cp - centre) / distance, centre, distance, "points")
+    cp = sphere_init(num_curves, degree, torch.zeros(3), radius, length, generator)
+    return InitialCurves(cp, centre, distance, "sphere")

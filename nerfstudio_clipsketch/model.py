@@ -8,7 +8,6 @@ samples along the curves, and colour, opacity and size come from the stroke styl
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
@@ -24,40 +23,17 @@ from torch import Tensor, nn
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import get_viewmats
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance, ClipGuidanceConfig
-from nerfstudio_clipsketch.initialisation import camera_axes_centre, points_init, sphere_init
-from nerfstudio_clipsketch.rendering import render, stroke_sigma
+from nerfstudio_clipsketch.initialisation import InitialisationError, initial_curves, sphere_init
+from nerfstudio_clipsketch.rendering import render
+from nerfstudio_clipsketch.sketch import Sketch
+from nerfstudio_clipsketch.strokes import StrokeStyle, parse_color, stroke_gaussians, world_per_stroke_pixel
 from nerfstudio_clipsketch.timelapse import TimeLapse
 from nerfstudio_clipsketch.viewer import SketchSplines
 
 logger = logging.getLogger(__name__)
 
-NAMED_COLORS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
-
-
 class ClipSketchConfigError(ValueError):
     """A clipsketch model setting that cannot be used."""
-
-
-def parse_color(value: str, what: str) -> Optional[Tuple[float, float, float]]:
-    """``auto`` → None; ``black``/``white``; ``#rrggbb``; or three floats in [0, 1] like ``0.1,0.2,0.3``."""
-    text = value.strip().lower()
-    if text == "auto":
-        return None
-    if text in NAMED_COLORS:
-        return NAMED_COLORS[text]
-    if re.fullmatch(r"#[0-9a-f]{6}", text):
-        return tuple(int(text[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
-    parts = re.split(r"[,\s]+", text)
-    try:
-        rgb = tuple(float(p) for p in parts)
-    except ValueError:
-        rgb = ()
-    if len(rgb) == 3 and all(0.0 <= c <= 1.0 for c in rgb):
-        return rgb  # type: ignore[return-value]
-    raise ClipSketchConfigError(
-        f"Cannot read {what} {value!r}: use 'auto', 'black', 'white', '#rrggbb' or three numbers in [0, 1] "
-        "like '0.1,0.2,0.3'."
-    )
 
 
 @dataclass
@@ -109,6 +85,24 @@ class ClipSketchModelConfig(ModelConfig):
     enable_collider: bool = False
     """Unused by rasterization (kept off, as in splatfacto)."""
 
+    def check(self) -> None:
+        """Refuse settings no sketch can use, naming the setting and what is allowed (before anything is built)."""
+        problems = [
+            (self.num_curves < 1, f"num_curves must be at least 1, got {self.num_curves}"),
+            (self.curve_degree < 1, f"curve_degree must be at least 1, got {self.curve_degree}"),
+            (self.gaussians_per_curve < 2, f"gaussians_per_curve must be at least 2, got {self.gaussians_per_curve}"),
+            (not self.stroke_width > 0, f"stroke_width must be positive (pixels), got {self.stroke_width}"),
+            (not 0.0 < self.stroke_opacity <= 1.0, f"stroke_opacity must be in (0, 1], got {self.stroke_opacity}"),
+        ]
+        for bad, message in problems:
+            if bad:
+                raise ClipSketchConfigError(message)
+        for value, what in ((self.stroke_color, "stroke colour"), (self.background_color, "background colour")):
+            try:
+                parse_color(value, what)
+            except ValueError as e:
+                raise ClipSketchConfigError(str(e)) from e
+
 
 class ClipSketchModel(Model):
     """Bézier control points → Gaussians along the curves → a rendered sketch, compared with each view by CLIP."""
@@ -117,18 +111,7 @@ class ClipSketchModel(Model):
 
     def populate_modules(self) -> None:
         cfg = self.config
-        if cfg.num_curves < 1:
-            raise ClipSketchConfigError(f"num_curves must be at least 1, got {cfg.num_curves}")
-        if cfg.curve_degree < 1:
-            raise ClipSketchConfigError(f"curve_degree must be at least 1, got {cfg.curve_degree}")
-        if cfg.gaussians_per_curve < 2:
-            raise ClipSketchConfigError(f"gaussians_per_curve must be at least 2, got {cfg.gaussians_per_curve}")
-        if cfg.stroke_width <= 0:
-            raise ClipSketchConfigError(f"stroke_width must be positive (pixels), got {cfg.stroke_width}")
-        if not 0.0 < cfg.stroke_opacity <= 1.0:
-            raise ClipSketchConfigError(f"stroke_opacity must be in (0, 1], got {cfg.stroke_opacity}")
-        self._stroke_override = parse_color(cfg.stroke_color, "stroke colour")
-        self._background_override = parse_color(cfg.background_color, "background colour")
+        cfg.check()
 
         self.generator = torch.Generator().manual_seed(cfg.seed)
         # The learned tensor is scale-free: world = anchor + unit * control_points, with the unit the median camera
@@ -139,33 +122,26 @@ class ClipSketchModel(Model):
             sphere_init(cfg.num_curves, cfg.curve_degree, torch.zeros(3), 0.25, 0.05, self.generator)
         )
         self.register_buffer("t_samples", curves.arc_length_parameters(self.control_points, cfg.gaussians_per_curve))
-        # Buffers are persistent: a checkpoint restores the sketch's look exactly, wherever it is loaded.
-        self.register_buffer("stroke_scale", stroke_sigma(cfg.stroke_width) * 0.01 * self.unit)
-        self.register_buffer("background", torch.tensor(self._background_override or NAMED_COLORS["white"]))
-        self.register_buffer("stroke_rgb", self._contrasting_stroke(self.background))
+        self.style = StrokeStyle(
+            cfg.stroke_width, cfg.stroke_color, cfg.background_color, cfg.stroke_opacity, 0.01 * float(self.unit)
+        )
         self.crop_box: Optional[OrientedBox] = None
-        self._guidance: Optional[ClipGuidance] = None
+        self.guidance: Optional[ClipGuidance] = None
         self._warned_dotted = False
-        self._setup_viewer_controls()
-
-    # --- viewer (nerfstudio_clipsketch.viewer) ------------------------------------------------------------------------
-
-    def _setup_viewer_controls(self) -> None:
-        """The curves as splines in nerfstudio's viewer, and their GUI. The viewer finds ViewerControl and
-        ViewerElement objects among the model's public attributes by itself."""
-        self.sketch_splines = SketchSplines(self)
+        # The curves as splines in nerfstudio's viewer, and their GUI. The viewer finds ViewerControl and
+        # ViewerElement objects among the model's public attributes by itself.
+        self.sketch_splines = SketchSplines(
+            self.world_control_points, cfg.num_curves, self.style.width, self.style.set_width
+        )
         self.viewer_curves_show, self.viewer_curves_width, self.viewer_stroke_width = self.sketch_splines.elements
 
-    # --- end viewer ---------------------------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.sketch_splines.sync()  # the viewer's slider shows the loaded width, not the config's
+        return result
 
     # ----------------------------------------------------------------------------------------------------------------
     # Set-up from the training data (called by the pipeline once the datamanager exists)
-
-    def _contrasting_stroke(self, background: Tensor) -> Tensor:
-        if self._stroke_override is not None:
-            return torch.tensor(self._stroke_override, device=background.device)
-        light = (background * torch.tensor([0.299, 0.587, 0.114], device=background.device)).sum() > 0.5
-        return torch.where(light, torch.zeros(3, device=background.device), torch.ones(3, device=background.device))
 
     @torch.no_grad()
     def setup_from_data(
@@ -177,52 +153,40 @@ class ClipSketchModel(Model):
         """Fix what depends on the training cameras: the initial curves, the stroke width in world units, and the
         colours. A checkpoint loaded afterwards overrides all of it."""
         cfg = self.config
-        c2w = cameras.camera_to_worlds.reshape(-1, 3, 4).float().cpu()
-        centre = camera_axes_centre(c2w)
-        distance = float((c2w[:, :3, 3] - centre).norm(dim=-1).median())
+        try:
+            start = initial_curves(
+                cfg.init, cameras.camera_to_worlds, cfg.num_curves, cfg.curve_degree, cfg.init_radius,
+                cfg.init_length, self.generator, points,
+            )
+        except InitialisationError as e:
+            raise ClipSketchConfigError(str(e)) from e
         focal = float(cameras.fx.reshape(-1).float().median())
-        if self._background_override is not None:
-            background = torch.tensor(self._background_override)
-        if background is not None:
-            self.background.copy_(background.to(self.background))
-        self.stroke_rgb.copy_(self._contrasting_stroke(self.background))
-        # A stroke w pixels wide at the scene centre from the median camera is w * distance / focal world units.
-        self.stroke_scale.fill_(stroke_sigma(cfg.stroke_width) * distance / focal)
-        use_points = cfg.init == "points" or (cfg.init == "auto" and points is not None and len(points) > 0)
-        if use_points:
-            if points is None or len(points) == 0:
-                raise ClipSketchConfigError(
-                    "init='points' needs 3D points from the dataparser (e.g. a COLMAP capture with sparse points); "
-                    "this dataset has none. Use --pipeline.model.init sphere."
-                )
-            cp = points_init(points, cfg.num_curves, cfg.curve_degree, cfg.init_length * distance, self.generator)
-            cp = (cp - centre) / distance
-        else:
-            cp = sphere_init(cfg.num_curves, cfg.curve_degree, torch.zeros(3), cfg.init_radius, cfg.init_length, self.generator)
-        self.anchor.copy_(centre)
-        self.unit.fill_(distance)
-        self.control_points.data.copy_(cp.to(self.control_points))
+        self.style.fit(world_per_stroke_pixel(start.distance, focal), background)
+        self.anchor.copy_(start.centre)
+        self.unit.fill_(start.distance)
+        self.control_points.data.copy_(start.control_points.to(self.control_points))
         self.t_samples.copy_(curves.arc_length_parameters(self.control_points, cfg.gaussians_per_curve))
         logger.info(
             "clipsketch: %d curves (%s init), stroke sigma %.4g world units, background %s",
             cfg.num_curves,
-            "points" if use_points else "sphere",
-            float(self.stroke_scale),
-            self.background.tolist(),
+            start.method,
+            float(self.style.sigma()),
+            self.style.background.tolist(),
         )
 
-    def get_guidance(self) -> ClipGuidance:
-        """The CLIP guidance, built on first use (renders, exports and the viewer never need it; a method, not a
-        property, so that the viewer's walk over the model's attributes does not build it)."""
-        if self._guidance is None:
-            self._guidance = self.config.clip.setup(device=self.device)
-        elif self._guidance.device != self.device:
-            self._guidance.to(self.device)
-        return self._guidance
+    def use_guidance(self, guidance: ClipGuidance) -> None:
+        """Compare renders with views through ``guidance`` (built once by the pipeline; tests hand in a tiny one)."""
+        self.guidance = guidance
 
-    def set_guidance(self, guidance: ClipGuidance) -> None:
-        """Use an already built guidance (one CLIP model per process; tests pass a tiny one)."""
-        self._guidance = guidance
+    def _require_guidance(self) -> ClipGuidance:
+        if self.guidance is None:
+            raise RuntimeError(
+                "clipsketch: no CLIP guidance attached; the pipeline builds it for training "
+                "(ClipSketchPipeline.ensure_guidance elsewhere)."
+            )
+        if self.guidance.device != self.device:
+            self.guidance.to(self.device)
+        return self.guidance
 
     # ----------------------------------------------------------------------------------------------------------------
     # Gaussians and rendering
@@ -238,17 +202,31 @@ class ClipSketchModel(Model):
     def gaussians(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Means ``[N, 3]``, scales ``[N]``, opacities ``[N]`` and colours ``[N, 3]`` of the stroke Gaussians."""
         means = curves.evaluate(self.world_control_points(), self.t_samples).reshape(-1, 3)
-        n = means.shape[0]
-        scales = self.stroke_scale.expand(n)
-        opacities = torch.full((n,), self.config.stroke_opacity, device=means.device, dtype=means.dtype)
-        colors = self.stroke_rgb.to(means.dtype).expand(n, 3)
-        return means, scales, opacities, colors
+        return stroke_gaussians(means, self.style.sigma(), self.style.opacity, self.style.color)
+
+    def sketch(self, dataparser_transform: Optional[Tensor] = None, dataparser_scale: float = 1.0) -> Sketch:
+        """The sketch this model draws, with the dataparser's normalisation that relates it to the dataset."""
+        with torch.no_grad():
+            return Sketch(
+                control_points=self.world_control_points().detach().cpu(),
+                degree=self.config.curve_degree,
+                stroke_width=float(self.style.world_width()),
+                stroke_color=tuple(self.style.color.detach().cpu().tolist()),
+                opacity=self.style.opacity,
+                background=tuple(self.style.background.detach().cpu().tolist()),
+                dataparser_transform=(
+                    torch.eye(3, 4) if dataparser_transform is None else dataparser_transform.detach().cpu()
+                ),
+                dataparser_scale=dataparser_scale,
+            )
 
     def set_crop(self, crop_box: Optional[OrientedBox]) -> None:
         self.crop_box = crop_box
 
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:  # type: ignore[override]
-        """Render the sketch from one camera (``[H, W, *]`` outputs) or several (``[V, H, W, *]``)."""
+        """Render the sketch from one or several cameras: ``rgb``, ``accumulation`` and ``depth``, each
+        ``[V, H, W, *]`` (one convention inside the model; :meth:`get_outputs_for_camera` drops ``V`` for
+        nerfstudio)."""
         if not isinstance(camera, Cameras):
             raise TypeError(f"clipsketch renders Cameras, not {type(camera).__name__}")
         cams = camera.flatten() if camera.shape else camera.reshape((1,))
@@ -272,7 +250,7 @@ class ClipSketchModel(Model):
             cams.get_intrinsics_matrices().to(means),
             width,
             height,
-            self.background.to(means),
+            self.style.background.to(means),
             eps2d=self.config.eps2d,
             backend=self.config.render_backend,
         )
@@ -280,18 +258,18 @@ class ClipSketchModel(Model):
         if not self.training:
             # Empty pixels are far away, not at the camera, so the viewer's depth compositing shows what lies behind.
             depth = torch.where(out.alpha > 0, depth, depth.detach().max())
-        outputs: Dict[str, Union[Tensor, List]] = {"rgb": out.rgb, "accumulation": out.alpha, "depth": depth}
-        if len(cams) == 1:
-            outputs = {k: v[0] for k, v in outputs.items()}  # type: ignore[index]
-        outputs["background"] = self.background
-        return outputs
+        return {"rgb": out.rgb, "accumulation": out.alpha, "depth": depth, "background": self.style.background}
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
-        """Render a full image (viewer, evaluation, ns-render): rasterization needs no ray chunking."""
+        """Render full images (viewer, evaluation, ns-render; rasterization needs no ray chunking): ``[H, W, *]`` for
+        one camera, as nerfstudio expects, ``[V, H, W, *]`` for several."""
         if obb_box is not None:
             self.set_crop(obb_box)
-        return self.get_outputs(camera.to(self.device))  # type: ignore[return-value]
+        outputs = self.get_outputs(camera.to(self.device))
+        if outputs["rgb"].shape[0] > 1:
+            return outputs  # type: ignore[return-value]
+        return {k: v if k == "background" else v[0] for k, v in outputs.items()}  # type: ignore[index]
 
     # ----------------------------------------------------------------------------------------------------------------
     # Training
@@ -311,7 +289,7 @@ class ClipSketchModel(Model):
         ]
         timelapse = self._make_timelapse(training_callback_attributes)
         if timelapse is not None:
-            callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], timelapse.snapshot))
+            callbacks.extend(timelapse.training_callbacks())
         callbacks.extend(self.sketch_splines.training_callbacks())  # viewer splines, throttled
         return callbacks
 
@@ -324,10 +302,19 @@ class ClipSketchModel(Model):
             raise ClipSketchConfigError(
                 f"timelapse_view {cfg.timelapse_view} is not a training camera index (0 to {len(cameras) - 1})"
             )
-        trainer = attributes.trainer
-        last_step = trainer._start_step + trainer.config.max_num_iterations - 1
         camera = cameras[cfg.timelapse_view : cfg.timelapse_view + 1]
-        return TimeLapse(self, camera, trainer.base_dir, cfg.timelapse_every, last_step, cfg.timelapse_format)
+        render = lambda: self.render_view(camera)  # noqa: E731
+        return TimeLapse(render, attributes.trainer.base_dir, cfg.timelapse_every, cfg.timelapse_format)
+
+    @torch.no_grad()
+    def render_view(self, camera: Cameras) -> Tensor:
+        """One camera's image ``[H, W, 3]`` as the viewer sees it (evaluation mode), between training steps."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.get_outputs_for_camera(camera)["rgb"]
+        finally:
+            self.train(was_training)
 
     @torch.no_grad()
     def resample_gaussians(self, step: int) -> None:
@@ -335,51 +322,52 @@ class ClipSketchModel(Model):
         once if a curve has grown so long that its Gaussians no longer overlap (the stroke would look dotted)."""
         self.t_samples.copy_(curves.arc_length_parameters(self.control_points, self.config.gaussians_per_curve))
         spacing = self.unit * curves.curve_lengths(self.control_points).max() / (self.config.gaussians_per_curve - 1)
-        if not self._warned_dotted and bool(spacing > 2.0 * self.stroke_scale):
+        sigma = self.style.sigma()
+        if not self._warned_dotted and bool(spacing > 2.0 * sigma):
             self._warned_dotted = True
-            needed = int(torch.ceil(spacing / self.stroke_scale * (self.config.gaussians_per_curve - 1) / 2.0)) + 1
+            needed = int(torch.ceil(spacing / sigma * (self.config.gaussians_per_curve - 1) / 2.0)) + 1
             CONSOLE.log(
                 f"[yellow]clipsketch: at step {step} the longest curve's Gaussians are {float(spacing):.3g} apart, "
-                f"more than twice their size ({float(self.stroke_scale):.3g}): its stroke looks dotted. "
+                f"more than twice their size ({float(sigma):.3g}): its stroke looks dotted. "
                 f"Use --pipeline.model.gaussians-per-curve {needed} or more."
             )
 
     def target_image(self, image: Tensor) -> Tensor:
-        """A training image as RGB in [0, 1], composited over the sketch's background where it has alpha."""
+        """Training images (any leading shape) as RGB in [0, 1], composited over the sketch's background where they
+        have alpha."""
         if image.dtype == torch.uint8:
             image = image.float() / 255.0
         image = image.to(self.device)
         if image.shape[-1] == 4:
             alpha = image[..., 3:4]
-            image = image[..., :3] * alpha + self.background * (1.0 - alpha)
+            image = image[..., :3] * alpha + self.style.background * (1.0 - alpha)
         return image
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         return {}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        """CLIPasso's terms, each weighted: ``clip_layer{i}`` (L2 on activations) and ``clip_fc`` (cosine)."""
-        sketch = outputs["rgb"]
-        target = self.target_image(batch["image"])
-        if sketch.dim() == 3:
-            sketch, target = sketch[None], target[None]
-        indices = batch.get("image_idx")
-        if indices is None:
-            keys = None
-        else:
-            split = "train" if self.training else "eval"
-            indices = indices if isinstance(indices, (list, tuple)) else [indices]
-            keys = [(split, int(i)) for i in indices]
-        return self.get_guidance().loss(sketch, target, generator=self.generator, target_keys=keys, augment=self.training)
+        """CLIPasso's terms, each weighted: ``clip_layer{i}`` (L2 on activations) and ``clip_fc`` (cosine).
+
+        ``outputs["rgb"]`` and ``batch["image"]`` are ``[V, H, W, *]``; ``batch["image_idx"]`` lists the ``V`` training
+        views (their target features are cached per view)."""
+        split = "train" if self.training else "eval"
+        keys = [(split, int(i)) for i in batch["image_idx"]] if "image_idx" in batch else None
+        return self._require_guidance().loss(
+            outputs["rgb"], self.target_image(batch["image"]), generator=self.generator, target_keys=keys,
+            augment=self.training,
+        )
 
     @torch.no_grad()
     def get_image_metrics_and_images(
         self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
     ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
-        """Target | sketch side by side, and the un-augmented CLIP terms and embedding similarity of the view."""
+        """Target | sketch side by side, and the un-augmented CLIP terms and embedding similarity of the view
+        (nerfstudio's evaluation hands one view, ``[H, W, *]``)."""
+        guidance = self._require_guidance()
         target = self.target_image(batch["image"])
         sketch = outputs["rgb"]
-        losses = self.get_guidance().loss(sketch[None], target[None], augment=False)
+        losses = guidance.loss(sketch[None], target[None], augment=False)
         metrics = {name: float(value) for name, value in losses.items()}
-        metrics["clip_similarity"] = float(self.get_guidance().similarity(sketch[None], target[None])[0])
+        metrics["clip_similarity"] = float(guidance.similarity(sketch[None], target[None])[0])
         return metrics, {"img": torch.cat([target, sketch], dim=1), "accumulation": outputs["accumulation"]}

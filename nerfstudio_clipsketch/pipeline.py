@@ -1,18 +1,21 @@
-"""nerfstudio's pipeline, plus the one step that needs both the data and the model: fitting the sketch's initial
-curves, stroke width and colours to the training cameras and images."""
+"""nerfstudio's pipeline, plus what needs both the data and the model: fitting the sketch's initial curves, stroke
+width and colours to the training cameras and images, building CLIP once and handing it to the model, and the
+sketch with the dataparser's normalisation (for exports and metrics)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Type
+from typing import Literal, Optional, Tuple, Type
 
 import torch
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from torch.cuda.amp.grad_scaler import GradScaler
 
+from nerfstudio_clipsketch.clip_guidance import ClipGuidance
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.dataparsers import estimate_background
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
+from nerfstudio_clipsketch.sketch import Sketch
 
 
 @dataclass
@@ -23,7 +26,11 @@ class ClipSketchPipelineConfig(VanillaPipelineConfig):
 
 
 class ClipSketchPipeline(VanillaPipeline):
-    """A VanillaPipeline whose model is set up from the training cameras and images once both exist."""
+    """A VanillaPipeline whose model is set up from the training cameras and images once both exist, and which
+    builds the CLIP guidance once: for training at once (a bad model name or missing weights stops the run before its
+    first step), elsewhere when :meth:`ensure_guidance` is first called (renders and exports never need it)."""
+
+    model: ClipSketchModel
 
     def __init__(
         self,
@@ -35,17 +42,49 @@ class ClipSketchPipeline(VanillaPipeline):
         grad_scaler: Optional[GradScaler] = None,
     ):
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
-        model = self.model
-        assert isinstance(model, ClipSketchModel), type(model)
+        assert isinstance(self.model, ClipSketchModel), type(self.model)
         outputs = self.datamanager.train_dataparser_outputs
-        metadata = outputs.metadata or {}
-        background = metadata.get("clipsketch_background")
+        background = (outputs.metadata or {}).get("clipsketch_background")
         if background is None and test_mode == "val":  # an explicit nerfstudio parser; a checkpoint restores it else
             background = estimate_background(outputs.image_filenames, outputs.alpha_color)
         if background is not None:
             background = torch.tensor(background, dtype=torch.float32)
-        points = metadata.get("points3D_xyz")
-        model.setup_from_data(outputs.cameras, background=background, points=points)
+        seed_points = self.model.kwargs.get("seed_points")
+        points = seed_points[0] if seed_points is not None else None
+        self.model.setup_from_data(outputs.cameras, background=background, points=points)
         if test_mode == "val":
-            # Training: build CLIP now, so a bad model name or missing weights stops before the first step.
-            _ = model.get_guidance()
+            self.ensure_guidance()
+
+    def ensure_guidance(self) -> ClipGuidance:
+        """The model's CLIP guidance, built from its config and handed to it the first time it is needed."""
+        if self.model.guidance is None:
+            self.model.use_guidance(self.model.config.clip.setup(device=self.device))
+        return self.model.guidance  # type: ignore[return-value]
+
+    def get_eval_image_metrics_and_images(self, step: int):
+        self.ensure_guidance()
+        return super().get_eval_image_metrics_and_images(step)
+
+    def get_average_eval_image_metrics(self, *args, **kwargs):
+        self.ensure_guidance()
+        return super().get_average_eval_image_metrics(*args, **kwargs)
+
+    def sketch(self) -> Sketch:
+        """The model's sketch, with the training dataparser's normalisation (so it can be written in the capture's
+        own coordinates)."""
+        outputs = self.datamanager.train_dataparser_outputs
+        return self.model.sketch(outputs.dataparser_transform, float(outputs.dataparser_scale))
+
+    def describe_data(self) -> Tuple[Optional[str], str]:
+        """The dataset's folder and layout (``clipasso3d``, ``blender``, ``nerfstudio``, ``colmap``, or the parser's
+        class name for parsers other than clipsketch's)."""
+        from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParser
+        from nerfstudio_clipsketch.dataparsers.clipasso3d import Clipasso3dDataParser
+
+        parser = self.datamanager.dataparser
+        if isinstance(parser, ClipSketchDataParser):
+            return str(parser.data), parser.layout
+        data = getattr(parser.config, "data", None)
+        if isinstance(parser, Clipasso3dDataParser):
+            return str(data), "clipasso3d"
+        return (str(data) if data is not None else None), type(parser).__name__

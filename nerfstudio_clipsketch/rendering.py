@@ -18,13 +18,14 @@ with the number of pairs (roughly the inked area times the overlap), not with ``
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from nerfstudio_clipsketch.cameras import project_points
 
 ALPHA_MAX = 0.999
 ALPHA_MIN = 1.0 / 255.0
@@ -72,21 +73,18 @@ def project_isotropic(
     antialiased: bool = True,
 ) -> ProjectedGaussians:
     """EWA-project isotropic 3D Gaussians (standard deviation ``scales``) into every camera, as gsplat does."""
-    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]  # [C, 1, 3, 3], [C, 1, 3]
-    p = (R @ means[None, :, :, None]).squeeze(-1) + t  # [C, N, 3]
-    x, y, z = p.unbind(-1)
+    uv, z = project_points(means, viewmats, Ks, near_plane)
     in_front = z > near_plane
     z_safe = torch.where(in_front, z, torch.ones_like(z))
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
-    u = fx * x / z_safe + cx
-    v = fy * y / z_safe + cy
+    u, v = uv.unbind(-1)
     # gsplat clamps the Jacobian's x/z and y/z to a little beyond the field of view so that Gaussians far outside the
     # image do not get huge footprints.
     lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * width / fx, cx / fx + 0.3 * width / fx
     lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * height / fy, cy / fy + 0.3 * height / fy
-    tx = z_safe * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, x / z_safe))
-    ty = z_safe * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, y / z_safe))
+    tx = z_safe * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, (u - cx) / fx))
+    ty = z_safe * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, (v - cy) / fy))
     # For an isotropic Gaussian the camera-space covariance is s^2 I whatever the rotation, so cov2d = s^2 J J^T.
     j00, j02 = fx / z_safe, -fx * tx / z_safe**2
     j11, j12 = fy / z_safe, -fy * ty / z_safe**2
@@ -105,7 +103,7 @@ def project_isotropic(
     lambda_max = mid + torch.sqrt((mid * mid - det).clamp_min(0.01))
     radii = torch.where(in_front & (det > 0), torch.sqrt(lambda_max), torch.zeros_like(lambda_max))
     return ProjectedGaussians(
-        means2d=torch.stack([u, v], dim=-1), depths=z, conics=conics, opacities=opac, radii=radii
+        means2d=uv, depths=z, conics=conics, opacities=opac, radii=radii
     )
 
 
@@ -264,8 +262,3 @@ def render(
     rgb = rgb + (1.0 - alpha) * background
     return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
 
-
-def stroke_sigma(stroke_width: float) -> float:
-    """Standard deviation of the Gaussians that draw a stroke ``stroke_width`` wide (its full width at half opacity,
-    for an opaque stroke: ``2 sqrt(2 ln 2) sigma``)."""
-    return stroke_width / (2.0 * math.sqrt(2.0 * math.log(2.0)))

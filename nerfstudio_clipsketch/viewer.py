@@ -26,8 +26,12 @@ Controls (``Custom Elements`` in the viewer's Control tab)
     - *Show curves*: draws the splines, or removes their scene nodes.
     - *Curve width (px)*: the splines' line width on screen.
     - *Stroke width (px)*: the width the model renders strokes with, in the units of ``--pipeline.model.stroke-width``
-      (pixels at the scene centre from the median training camera). It rescales the ``stroke_scale`` buffer in
-      place, so the next viewer frame shows it, training continues with it and checkpoints save it.
+      (:mod:`nerfstudio_clipsketch.sketch`). It is handed to the model's setter, so the next viewer frame shows it,
+      training continues with it and checkpoints save it; :meth:`SketchSplines.sync` reads it back after a
+      checkpoint is loaded.
+
+:class:`SketchSplines` knows the sketch only through the callables it is given (the curves' control points, the
+stroke width and its setter), never through the model's buffers.
 """
 
 from __future__ import annotations
@@ -47,8 +51,6 @@ from nerfstudio_clipsketch import curves
 
 if TYPE_CHECKING:
     from nerfstudio.viewer.viewer import Viewer
-
-    from nerfstudio_clipsketch.model import ClipSketchModel
 
 HIGH_DEGREE_SEGMENTS = 8
 """Cubic pieces per curve for curves of degree 4 and more."""
@@ -123,12 +125,15 @@ class Throttle:
 
 
 class SketchSplines(ViewerControl):
-    """Draws a :class:`~nerfstudio_clipsketch.model.ClipSketchModel`'s curves as viser splines, and owns the GUI
-    elements that control them (:attr:`elements`, which the model must expose as its own attributes: nerfstudio's
-    viewer only looks for elements on the model and its submodules).
+    """Draws a sketch's curves as viser splines, and owns the GUI elements that control them (:attr:`elements`, which
+    the model must expose as its own attributes: nerfstudio's viewer only looks for elements on the model and its
+    submodules).
 
     Args:
-        model: the sketch to draw.
+        curves: returns the control points ``[num_curves, degree + 1, 3]`` in nerfstudio's world frame.
+        num_curves: how many curves ``curves`` returns.
+        stroke_width: returns the rendered stroke width (stroke pixels).
+        set_stroke_width: renders strokes that wide from now on.
         every_steps: draw at most every this many training steps...
         min_interval_s: ...and at most every this many seconds.
         line_width: spline width on screen, in pixels.
@@ -137,21 +142,26 @@ class SketchSplines(ViewerControl):
 
     def __init__(
         self,
-        model: ClipSketchModel,
+        curves: Callable[[], Tensor],
+        num_curves: int,
+        stroke_width: Callable[[], float],
+        set_stroke_width: Callable[[float], None],
         every_steps: int = 10,
         min_interval_s: float = 0.5,
         line_width: float = 3.0,
         name: str = "/clipsketch_curves",
     ) -> None:
-        self.model = model
+        self.curves = curves
+        self.num_curves = num_curves
+        self.stroke_width = stroke_width
+        self._set_stroke_width = set_stroke_width
         self.throttle = Throttle(every_steps, min_interval_s)
         self.line_width = line_width
         self.name = name
         self.visible = True
         self.viser_server: Optional[ViserServer] = None  # type: ignore[assignment]
         self._nodes: List[SceneNodeHandle] = []
-        self._stroke_width = float(model.config.stroke_width)
-        width = self._stroke_width
+        width = float(stroke_width())
         self.show_element = ViewerCheckbox(
             "Show curves", True, cb_hook=lambda e: self.set_visible(e.value), hint="Draw the Bézier curves as splines"
         )
@@ -189,7 +199,7 @@ class SketchSplines(ViewerControl):
     @property
     def node_names(self) -> List[str]:
         """Scene-tree names of the spline nodes, one per curve."""
-        return [f"{self.name}/curve_{i:03d}" for i in range(self.model.config.num_curves)]
+        return [f"{self.name}/curve_{i:03d}" for i in range(self.num_curves)]
 
     # ----------------------------------------------------------------------------------------------------------------
     # Drawing
@@ -199,7 +209,7 @@ class SketchSplines(ViewerControl):
         """Send the current curves to the viewer (nothing when detached or hidden)."""
         if self.viser_server is None or not self.visible:
             return
-        points = self.model.world_control_points().detach().cpu().double() * VISER_NERFSTUDIO_SCALE_RATIO
+        points = self.curves().detach().cpu().double() * VISER_NERFSTUDIO_SCALE_RATIO
         knots, handles = (x.numpy() for x in cubic_spline_from_bezier(points))
         scene = self.viser_server.scene
         with self.viser_server.atomic():
@@ -229,14 +239,15 @@ class SketchSplines(ViewerControl):
         self.line_width = float(line_width)
         self.draw()
 
-    @torch.no_grad()
     def set_stroke_width(self, stroke_width: float) -> None:
-        """Render strokes ``stroke_width`` pixels wide (same units as the config's ``stroke_width``)."""
+        """Render strokes ``stroke_width`` stroke pixels wide (the units of the config's ``stroke_width``)."""
         if stroke_width <= 0:
             raise ValueError(f"stroke width must be positive (pixels), got {stroke_width}")
-        # stroke_scale is proportional to the width in pixels (rendering.stroke_sigma times a fixed world/pixel ratio).
-        self.model.stroke_scale.mul_(stroke_width / self._stroke_width)
-        self._stroke_width = float(stroke_width)
+        self._set_stroke_width(float(stroke_width))
+
+    def sync(self) -> None:
+        """Show the sketch's current stroke width on the slider (after a checkpoint brought another one)."""
+        self.stroke_width_element.value = float(self.stroke_width())
 
     # ----------------------------------------------------------------------------------------------------------------
     # Training

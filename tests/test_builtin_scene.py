@@ -8,19 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from PIL import Image
 
-from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
-from nerfstudio_clipsketch import builtin_scene
-from nerfstudio_clipsketch.builtin_scene import (
+from nerfstudio_clipsketch.cameras import get_viewmats
+from nerfstudio_clipsketch.curves import evaluate
+from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
+from nerfstudio_clipsketch.dataparsers import builtin as builtin_scene
+from nerfstudio_clipsketch.dataparsers.builtin import (
     builtin_curves,
     default_cache_root,
     ensure_builtin_scene,
     load_ground_truth_curves,
 )
-from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.curves import evaluate
-from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
 
 SIZE = 64
 
@@ -45,9 +45,9 @@ def test_ground_truth_curves(scene: Path):
     curves = load_ground_truth_curves(scene)
     control_points, names = builtin_curves()
     assert 12 <= control_points.shape[0] <= 30 and len(names) == control_points.shape[0]
-    torch.testing.assert_close(curves["control_points"], control_points)
-    assert curves["degree"] == 3 and curves["stroke_width"] > 0
-    assert curves["names"] == names
+    torch.testing.assert_close(curves.control_points_dataset, control_points)
+    assert curves.degree == 3 and curves.stroke_width > 0
+    assert curves.metadata["names"] == names
 
 
 def test_straight_edges_are_cubics_with_collinear_control_points():
@@ -63,7 +63,7 @@ def test_strokes_are_drawn_where_the_curves_project(scene: Path):
     """Read with nerfstudio's Blender parser: every curve point in view lands on a dark pixel, the rest is white."""
     outputs = BlenderDataParserConfig(data=scene).setup().get_dataparser_outputs("train")
     cameras = outputs.cameras
-    points = evaluate(load_ground_truth_curves(scene)["control_points"], torch.linspace(0, 1, 100)).reshape(-1, 3)
+    points = evaluate(load_ground_truth_curves(scene).control_points_dataset, torch.linspace(0, 1, 100)).reshape(-1, 3)
     viewmats = get_viewmats(cameras.camera_to_worlds)
     camera_points = points @ viewmats[:, :3, :3].transpose(1, 2) + viewmats[:, None, :3, 3]  # [C, P, 3]
     u = cameras.fx * camera_points[..., 0] / camera_points[..., 2] + cameras.cx
@@ -121,5 +121,24 @@ def test_bad_arguments(tmp_path: Path):
     with pytest.raises(ClipSketchDataError, match="curves.json does not exist"):
         load_ground_truth_curves(tmp_path)
     (tmp_path / "curves.json").write_text(json.dumps({"format": "something else"}))
-    with pytest.raises(ClipSketchDataError, match="not a clipsketch curves file"):
+    with pytest.raises(ClipSketchDataError, match="not a 'clipsketch-sketch' file"):
         load_ground_truth_curves(tmp_path / "curves.json")
+
+
+def test_ground_truth_of_the_legacy_format_still_loads(tmp_path: Path, caplog):
+    control_points, names = builtin_curves()
+    legacy = {
+        "format": "nerfstudio-clipsketch-curves",
+        "version": "v1",
+        "coordinates": "dataset",
+        "degree": 3,
+        "stroke_width": 0.02,
+        "names": names,
+        "control_points": control_points.tolist(),
+    }
+    (tmp_path / "curves.json").write_text(json.dumps(legacy))
+    with caplog.at_level("WARNING"):
+        curves = load_ground_truth_curves(tmp_path)
+    assert "deprecated" in caplog.text
+    torch.testing.assert_close(curves.control_points_dataset, control_points)
+    assert curves.stroke_width == 0.02 and curves.metadata["names"] == names

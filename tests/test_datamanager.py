@@ -25,7 +25,7 @@ def test_several_views_per_step(tiny_scene):
     assert len(seen) == 9  # without replacement within an epoch
 
 
-def test_one_view_per_step_carries_its_size(tiny_scene):
+def test_one_view_per_step_has_the_same_shapes_and_carries_its_size(tiny_scene):
     cameras, batch = make(tiny_scene, views=1).next_train(0)
-    assert cameras.shape == (1,) and batch["image"].shape == (64, 64, 3)
-    assert cameras.metadata["image_size"] == (64, 64) and isinstance(batch["image_idx"], int)
+    assert cameras.shape == (1,) and batch["image"].shape == (1, 64, 64, 3)
+    assert cameras.metadata["image_size"] == (64, 64) and len(batch["image_idx"]) == 1

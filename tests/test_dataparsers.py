@@ -8,15 +8,14 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from nerfstudio.data.dataparsers.blender_dataparser import Blender
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio
+
 from nerfstudio_clipsketch.cameras import from_dataset_coordinates, to_dataset_coordinates
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, estimate_background
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig, detect_layout
@@ -25,93 +24,16 @@ from nerfstudio_clipsketch.dataparsers.clipasso3d import (
     Clipasso3dDataParserConfig,
     camera_axes_intersection,
 )
-
-OBJECT = np.array([5.0, -3.0, 2.0])
-SPLIT_SIZES = {"train": 4, "val": 2, "test": 2}
-SIZE = 32
-
-
-def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """OpenGL camera-to-world 4x4 at ``position`` looking at ``target``, z up."""
-    backward = (position - target) / np.linalg.norm(position - target)
-    right = np.cross([0.0, 0.0, 1.0], backward)
-    right /= np.linalg.norm(right)
-    up = np.cross(backward, right)
-    pose = np.eye(4)
-    pose[:3, :4] = np.stack([right, up, backward, position], axis=1)
-    return pose
-
-
-def camera_poses(count: int, offset: int, target: np.ndarray = OBJECT) -> list:
-    """Cameras around ``target`` at different distances (2 to 3 units) and directions."""
-    poses = []
-    for i in range(offset, offset + count):
-        azimuth, elevation = 2.0 * math.pi * i / 8.0, 0.2 + 0.1 * i
-        direction = np.array(
-            [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)]
-        )
-        poses.append(look_at(target + (2.0 + 0.125 * i) * direction, target))
-    return poses
-
-
-def write_image(path: Path, background: Sequence[int], alpha: Optional[int] = None) -> None:
-    """A SIZE x SIZE image of ``background`` with a grey square in the middle (RGBA when ``alpha`` is given)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.empty((SIZE, SIZE, 3), dtype=np.uint8)
-    pixels[:] = background
-    pixels[SIZE // 4 : 3 * SIZE // 4, SIZE // 4 : 3 * SIZE // 4] = 128
-    if alpha is None:
-        Image.fromarray(pixels).save(path)
-        return
-    a = np.full((SIZE, SIZE, 1), alpha, dtype=np.uint8)
-    a[SIZE // 4 : 3 * SIZE // 4, SIZE // 4 : 3 * SIZE // 4] = 255
-    Image.fromarray(np.concatenate([pixels, a], axis=-1)).save(path)
-
-
-def make_clipasso3d_scene(
-    root: Path,
-    background: Sequence[int] = (0, 0, 0),
-    object_position: bool = True,
-    world_pos: bool = True,
-    sizes: Dict[str, int] = SPLIT_SIZES,
-) -> Dict[str, list]:
-    """A tiny scene in the clipasso3d layout; returns the camera poses of each split."""
-    all_poses, offset = {}, 0
-    for split, count in sizes.items():
-        poses = camera_poses(count, offset)
-        offset += count
-        frames = []
-        for i, pose in enumerate(poses):
-            frames.append({"file_path": f"{split}/r_{i}", "transform_matrix": pose.tolist()})
-            write_image(root / "rgb" / split / f"r_{i}.png", background, alpha=255)
-        meta = {"camera_angle_x": 0.69, "frames": frames}
-        if object_position:
-            meta["object_position"] = OBJECT.tolist()
-        (root / f"transforms_{split}.json").write_text(json.dumps(meta))
-        if world_pos:
-            (root / "world_pos" / split).mkdir(parents=True)
-        all_poses[split] = poses
-    return all_poses
-
-
-def make_blender_scene(root: Path, transparent: bool = True) -> None:
-    """A tiny NeRF-synthetic-style scene: RGBA images whose background is transparent black."""
-    for split, count in SPLIT_SIZES.items():
-        frames = []
-        for i, pose in enumerate(camera_poses(count, 0, target=np.zeros(3))):
-            frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": pose.tolist()})
-            write_image(root / split / f"r_{i}.png", (0, 0, 0), alpha=0 if transparent else 255)
-        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames}))
-
-
-def make_nerfstudio_capture(root: Path, count: int = 10) -> None:
-    """A tiny capture as ns-process-data writes it: transforms.json and images/."""
-    frames = []
-    for i, pose in enumerate(camera_poses(count, 0, target=np.zeros(3))):
-        frames.append({"file_path": f"images/frame_{i:05d}.png", "transform_matrix": pose.tolist()})
-        write_image(root / "images" / f"frame_{i:05d}.png", (200, 200, 200))
-    meta = {"fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 16.0, "w": SIZE, "h": SIZE, "frames": frames}
-    (root / "transforms.json").write_text(json.dumps(meta))
+from tests.helpers import (
+    OBJECT,
+    SIZE,
+    SPLIT_SIZES,
+    look_at_matrix,
+    make_blender_scene,
+    make_clipasso3d_scene,
+    make_nerfstudio_capture,
+    write_image,
+)
 
 
 def outputs_for(config, split: str = "train"):
@@ -152,7 +74,7 @@ def test_clipasso3d_centre_from_camera_axes_without_object_position(tmp_path: Pa
 
 
 def test_camera_axes_intersection_rejects_parallel_cameras():
-    poses = np.stack([look_at(np.array([x, -4.0, 0.0]), np.array([x, 0.0, 0.0])) for x in range(3)])[:, :3]
+    poses = np.stack([look_at_matrix(np.array([x, -4.0, 0.0]), np.array([x, 0.0, 0.0])) for x in range(3)])[:, :3]
     with pytest.raises(ClipSketchDataError, match="parallel"):
         camera_axes_intersection(poses)
 

@@ -14,14 +14,14 @@ import torch
 import yaml
 from nerfstudio.utils.eval_utils import eval_setup
 
-from nerfstudio_clipsketch.builtin_scene import load_ground_truth_curves
 from nerfstudio_clipsketch.cameras import from_dataset_coordinates
-from nerfstudio_clipsketch.curves import arc_length_parameters, curve_lengths
-from nerfstudio_clipsketch.evaluation import bbox_diagonal
+from nerfstudio_clipsketch.curves import arc_length_parameters, curve_lengths, sample_curves
+from nerfstudio_clipsketch.dataparsers.builtin import load_ground_truth_curves
+from nerfstudio_clipsketch.evaluation.metrics import bbox_diagonal
+from nerfstudio_clipsketch.evaluation.report import MetricOptions, evaluate_sketch
 from nerfstudio_clipsketch.scripts import eval as eval_script
-from nerfstudio_clipsketch.scripts.eval import MetricOptions, evaluate_sketch, load_run, sample_curves
-from tests.conftest import TRAIN_STEPS, run_cli
-from tests.test_dataparsers import OBJECT, SIZE, make_clipasso3d_scene
+from nerfstudio_clipsketch.scripts.common import load_run
+from tests.helpers import OBJECT, SIZE, TRAIN_STEPS, make_clipasso3d_scene
 
 LABELS = ("0.5%", "1%", "2%")
 MAX_VIEWS = 3
@@ -29,11 +29,19 @@ MAX_VIEWS = 3
 
 @pytest.fixture(scope="module")
 def cli_report(trained_run, tmp_path_factory):
-    """``clipsketch-eval`` on the trained run (one process); returns (report, stdout, output path)."""
+    """``clipsketch-eval`` on the trained run, its command line parsed and run in this process; returns (report,
+    printed output, output path). The console script itself is run by the tests marked ``slow``."""
+    import contextlib
+    import io
+
+    import tyro
+
     path = tmp_path_factory.mktemp("eval") / "metrics.json"
-    result = run_cli(["clipsketch-eval", "--load-config", trained_run, "--output-path", path, "--max-views", MAX_VIEWS])
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return json.loads(path.read_text()), " ".join(result.stdout.split()), path
+    args = ["--load-config", str(trained_run), "--output-path", str(path), "--max-views", str(MAX_VIEWS)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        tyro.cli(eval_script.EvalSketch, args=args).main()
+    return json.loads(path.read_text()), " ".join(printed.getvalue().split()), path
 
 
 def test_cli_json_describes_the_run_and_its_metrics(cli_report, trained_run):
@@ -100,7 +108,8 @@ def draw_curves(pipeline, dataset_control_points: torch.Tensor) -> None:
 
 def ground_truth(pipeline) -> dict:
     metadata = pipeline.datamanager.train_dataparser_outputs.metadata
-    return load_ground_truth_curves(Path(metadata["clipsketch_gt_curves"]))
+    sketch = load_ground_truth_curves(Path(metadata["clipsketch_gt_curves"]))
+    return {"control_points": sketch.control_points_dataset, "names": sketch.metadata["names"]}
 
 
 def test_ground_truth_curves_score_perfectly(pipeline):
@@ -123,7 +132,7 @@ def test_curves_shifted_by_twice_tau_miss_at_tau(pipeline):
     """
     gt = ground_truth(pipeline)
     ring = torch.stack([cp for cp, name in zip(gt["control_points"], gt["names"]) if name.startswith("ring arc")])
-    tau = 0.005 * bbox_diagonal(sample_curves(gt["control_points"], 200))
+    tau = 0.005 * bbox_diagonal(sample_curves(gt["control_points"], 200, by_length=True))
     draw_curves(pipeline, ring + torch.tensor([0.0, 0.0, 2.0 * tau]))
     curves = evaluate_sketch(pipeline, MetricOptions(max_views=1))["curves"]
     assert curves["tau@0.5%"] == pytest.approx(tau)
@@ -142,11 +151,10 @@ def test_clip_similarities_are_the_guidance_ones(pipeline):
     dataset = pipeline.datamanager.eval_dataset
     for view in report["views"]:
         i = view["index"]
-        with torch.no_grad():
-            sketch = model.get_outputs(dataset.cameras[i : i + 1])["rgb"]
+        sketch = model.get_outputs_for_camera(dataset.cameras[i : i + 1])["rgb"]
         target = model.target_image(dataset[i]["image"])
-        blank = model.background.expand_as(sketch)
-        expected = model.get_guidance().similarity(torch.stack([sketch, blank]), torch.stack([target, target]))
+        blank = model.style.background.expand_as(sketch)
+        expected = pipeline.ensure_guidance().similarity(torch.stack([sketch, blank]), torch.stack([target, target]))
         assert view["clip_similarity"] == pytest.approx(float(expected[0]), abs=1e-6)
         assert view["clip_similarity_blank"] == pytest.approx(float(expected[1]), abs=1e-6)
 
@@ -191,8 +199,8 @@ def write_world_pos(scene: Path, offset: float) -> None:
 
 def clipasso3d_pipeline(scene: Path, tiny_clip_config: Path):
     from nerfstudio_clipsketch.clip_guidance import ClipGuidanceConfig
-    from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
     from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
+    from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
     from nerfstudio_clipsketch.model import ClipSketchModelConfig
     from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
 

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import numpy as np
 import pytest
 import torch
+from nerfstudio.cameras.cameras import Cameras
 
-from nerfstudio_clipsketch.evaluation import (
+from nerfstudio_clipsketch.evaluation.metrics import (
     absolute_thresholds,
     bbox_diagonal,
     curve_metrics,
     foreground_touch,
-    format_table,
-    load_world_pos_points,
     nearest_distances,
-    read_exr,
     surface_metrics,
 )
+from nerfstudio_clipsketch.evaluation.references import load_world_pos_points, read_exr
+from nerfstudio_clipsketch.evaluation.tables import format_table
 
 
 def _segment(start, end, num: int) -> np.ndarray:
@@ -207,19 +206,50 @@ def test_world_pos_filter_keeps_the_surface_and_drops_silhouette_blends(tmp_path
     world_pos[border] = weights[:, None] * surface[border]
 
     (tmp_path / "world_pos" / "test").mkdir(parents=True)
-    _write_exr(tmp_path / "world_pos" / "test" / "r_0.exr", world_pos)
-    transforms = {"camera_angle_x": angle_x, "frames": [{"file_path": "test/r_0", "transform_matrix": c2w.tolist()}]}
-    (tmp_path / "transforms_test.json").write_text(json.dumps(transforms))
+    exr = tmp_path / "world_pos" / "test" / "r_0.exr"
+    _write_exr(exr, world_pos)
+    camera = Cameras(
+        camera_to_worlds=torch.tensor(c2w[None, :3], dtype=torch.float32),
+        fx=fx, fy=fx, cx=width / 2, cy=height / 2, width=width, height=height,
+    )
 
-    points = load_world_pos_points(tmp_path / "world_pos", tmp_path / "transforms_test.json", "test")
+    points = load_world_pos_points([exr], camera)
     expected = surface[inside].astype(np.float32)
     assert points.shape == expected.shape
     np.testing.assert_allclose(np.sort(points, axis=0), np.sort(expected, axis=0), atol=1e-5)
     # Every kept point lies on the plane: no blend got through.
     assert np.abs((points - target) @ normal).max() < 1e-4
 
-    strided = load_world_pos_points(tmp_path / "world_pos", tmp_path / "transforms_test.json", "test", stride=2)
+    strided = load_world_pos_points([exr], camera, stride=2)
     assert strided.shape == (int((inside[::2, ::2]).sum()), 3)
 
     with pytest.raises(FileNotFoundError, match="val"):
-        load_world_pos_points(tmp_path / "world_pos", tmp_path / "transforms_test.json", "val")
+        load_world_pos_points([tmp_path / "world_pos" / "val" / "r_0.exr"], camera)
+
+
+def test_world_pos_filter_works_in_the_dataparsers_normalised_frame(tmp_path):
+    """Cameras normalised by a dataparser (x' = scale (R x + t)) keep the same pixels, returned in dataset units."""
+    width = height = 12
+    fx = 10.0
+    c2w = _look_at_opengl(np.array([4.0, 0.0, 0.0]), np.zeros(3))
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    d_cv = np.stack([(cols + 0.5 - width / 2) / fx, (rows + 0.5 - height / 2) / fx, np.ones_like(rows, float)], -1)
+    d_world = (d_cv * np.array([1.0, -1.0, -1.0])) @ c2w[:3, :3].T
+    surface = c2w[:3, 3] + 4.0 * d_world / np.abs(d_world[..., :1])  # the plane x = 0
+    _write_exr(tmp_path / "r_0.exr", surface)
+    angle = 0.4
+    R = np.array([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0, 0, 1.0]])
+    t, scale = np.array([1.0, -2.0, 0.5]), 0.3
+    normalised = np.eye(4)
+    normalised[:3, :3] = R @ c2w[:3, :3]
+    normalised[:3, 3] = scale * (R @ c2w[:3, 3] + t)
+    camera = Cameras(
+        camera_to_worlds=torch.tensor(normalised[None, :3], dtype=torch.float32),
+        fx=fx, fy=fx, cx=width / 2, cy=height / 2, width=width, height=height,
+    )
+    transform = torch.tensor(np.concatenate([R, t[:, None]], 1), dtype=torch.float32)
+    points = load_world_pos_points([tmp_path / "r_0.exr"], camera, transform, scale)
+    assert points.shape == (width * height, 3)
+    np.testing.assert_allclose(np.sort(points, axis=0), np.sort(surface.reshape(-1, 3), axis=0), atol=1e-4)
+    # Without the normalisation the positions miss their pixels: almost none are kept.
+    assert len(load_world_pos_points([tmp_path / "r_0.exr"], camera)) < 0.05 * width * height

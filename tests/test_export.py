@@ -12,24 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from nerfstudio_clipsketch import export
-from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.export import (
-    Sketch,
-    SketchFormatError,
-    parallel_transport_frames,
-    project_curves,
-    sketch_gaussians,
-    sketch_polylines,
-    tube_mesh,
+from nerfstudio_clipsketch import sketch as sketch_module
+from nerfstudio_clipsketch.cameras import get_viewmats, project_points
+from nerfstudio_clipsketch.exporters.files import (
     write_mesh_obj,
     write_mesh_ply,
     write_polylines_obj,
     write_polylines_ply,
-    write_sketch_svg,
-    write_svg,
 )
-from nerfstudio_clipsketch.rendering import render, stroke_sigma
+from nerfstudio_clipsketch.exporters.meshes import parallel_transport_frames, tube_mesh
+from nerfstudio_clipsketch.exporters.svg import write_sketch_svg, write_svg
+from nerfstudio_clipsketch.rendering import render
+from nerfstudio_clipsketch.sketch import Sketch, SketchFormatError
+from nerfstudio_clipsketch.strokes import stroke_sigma
 
 plyfile = pytest.importorskip("plyfile")
 trimesh = pytest.importorskip("trimesh")
@@ -83,7 +78,7 @@ def _camera(position=(0.0, 0.0, 3.0), f=60.0, width=64, height=48):
 
 def _render(sketch: Sketch, samples=32):
     viewmat, K, width, height = _camera()
-    means, scales, opacities, colors = sketch_gaussians(sketch, samples)
+    means, scales, opacities, colors = sketch.gaussians(samples)
     return render(
         means,
         scales,
@@ -164,7 +159,7 @@ def test_from_json_rejects_other_files(tmp_path):
 
 def test_sketch_gaussians_follow_the_curves():
     sketch = _sketch()
-    means, scales, opacities, colors = sketch_gaussians(sketch, 16)
+    means, scales, opacities, colors = sketch.gaussians(16)
     assert means.shape == (5 * 16, 3)
     torch.testing.assert_close(scales, torch.full((80,), stroke_sigma(0.03)))
     torch.testing.assert_close(opacities, torch.full((80,), 0.9))
@@ -184,7 +179,7 @@ def _dataset_endpoints(sketch: Sketch) -> tuple[np.ndarray, np.ndarray]:
 def test_polylines_ply_reads_back_in_dataset_coordinates(tmp_path, encoding):
     sketch = _sketch()
     samples = 50
-    polylines = sketch_polylines(sketch, samples, frame="dataset")
+    polylines = sketch.polylines(samples, frame="dataset")
     path = tmp_path / "curves.ply"
     write_polylines_ply(path, polylines, encoding=encoding)
     ply = plyfile.PlyData.read(str(path))
@@ -196,7 +191,7 @@ def test_polylines_ply_reads_back_in_dataset_coordinates(tmp_path, encoding):
     np.testing.assert_allclose(xyz[:, 0], start, atol=1e-4)
     np.testing.assert_allclose(xyz[:, -1], end, atol=1e-4)
     # Mapping the file's points forward lands on the normalised curve.
-    normalised = sketch_polylines(sketch, samples, frame="normalised").numpy()
+    normalised = sketch.polylines(samples, frame="normalised").numpy()
     np.testing.assert_allclose(_to_normalised(xyz), normalised, atol=1e-5)
     v1, v2, curve = np.asarray(edge["vertex1"]), np.asarray(edge["vertex2"]), np.asarray(vertex["curve"])
     np.testing.assert_array_equal(v2, v1 + 1)
@@ -208,7 +203,7 @@ def test_polylines_obj_reads_back_in_dataset_coordinates(tmp_path):
     sketch = _sketch()
     samples = 20
     path = tmp_path / "curves.obj"
-    write_polylines_obj(path, sketch_polylines(sketch, samples))
+    write_polylines_obj(path, sketch.polylines(samples))
     vertices, lines = [], []
     for line in path.read_text().splitlines():
         if line.startswith("v "):
@@ -301,7 +296,7 @@ def test_tube_mesh_rejects_bad_arguments():
 def test_sketch_tube_mesh_files_read_back(tmp_path, encoding):
     sketch = _sketch(num_curves=3)
     samples, sides = 30, 8
-    polylines = sketch_polylines(sketch, samples)
+    polylines = sketch.polylines(samples)
     vertices, faces = tube_mesh(polylines, sketch.stroke_width_dataset / 2, sides)
     assert vertices.shape == (3 * (samples * sides + 2), 3) and faces.shape == (3 * 2 * sides * samples, 3)
 
@@ -327,7 +322,7 @@ def test_projection_lands_where_the_renderer_draws():
     # Camera at the origin looking down -z (OpenGL); the point is 2 units in front.
     viewmat, K, width, height = _camera(position=(0.0, 0.0, 0.0), f=100.0)
     point = torch.tensor([[[0.09, 0.19, -2.0]]])
-    pixels, depths = project_curves(point, viewmat, K)
+    pixels, depths = project_points(point[0], viewmat[None], K[None])
     # u = fx x / z + cx = 100 * 0.045 + 32; v = fy y / z + cy with OpenCV y = -0.19 (image y points down).
     torch.testing.assert_close(pixels[0, 0], torch.tensor([36.5, 14.5]))
     torch.testing.assert_close(depths[0, 0], torch.tensor(2.0))
@@ -411,4 +406,4 @@ def test_module_docstring_documents_every_json_key(tmp_path):
     _sketch().to_json(tmp_path / "sketch.json")
     data = json.loads((tmp_path / "sketch.json").read_text())
     for key in [*data, *data["stroke"]]:
-        assert f'"{key}"' in export.__doc__, key
+        assert f'"{key}"' in sketch_module.__doc__, key

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 import tyro
-from nerfstudio.utils.eval_utils import eval_setup
 
 from nerfstudio_clipsketch.cameras import from_dataset_coordinates, get_viewmats
-from nerfstudio_clipsketch.export import Sketch, sketch_gaussians
-from nerfstudio_clipsketch.rendering import render, stroke_sigma
+from nerfstudio_clipsketch.rendering import render
 from nerfstudio_clipsketch.scripts import export as export_script
-from tests.conftest import run_cli
+from nerfstudio_clipsketch.scripts.common import load_run
+from nerfstudio_clipsketch.sketch import Sketch
+from nerfstudio_clipsketch.strokes import stroke_sigma
 
 plyfile = pytest.importorskip("plyfile")
 trimesh = pytest.importorskip("trimesh")
@@ -27,18 +27,22 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory):
-    """``clipsketch-export all`` (one process, one run load) into a fresh folder; returns (folder, output)."""
+    """``clipsketch-export all`` (one run load) into a fresh folder, its command line parsed and run in this
+    process; returns (folder, printed output). The console script itself is run by the tests marked ``slow``."""
+    import contextlib
+    import io
+
     out = tmp_path_factory.mktemp("exports") / "sketch"
     args = ["--load-config", trained_run, "--output-dir", out, "--samples-per-curve", SAMPLES, "--cameras", "all"]
-    result = run_cli(["clipsketch-export", "all", *args])
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out, " ".join(result.stdout.split())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        tyro.cli(export_script.Commands, args=["all", *map(str, args)]).main()
+    return out, " ".join(printed.getvalue().split())
 
 
 @pytest.fixture(scope="module")
 def pipeline(trained_run):
-    _, pipeline, _, _ = eval_setup(trained_run, test_mode="test")
-    return pipeline
+    return load_run(trained_run).pipeline
 
 
 def _ply_xyz(path) -> np.ndarray:
@@ -68,9 +72,9 @@ def test_json_redraws_the_trained_model(exported, pipeline):
     model = pipeline.model
     sketch = Sketch.from_json(out / "sketch.json")
     assert torch.equal(sketch.control_points, model.world_control_points().detach().cpu())
-    assert stroke_sigma(sketch.stroke_width) == pytest.approx(float(model.stroke_scale), rel=1e-6)
-    assert sketch.stroke_color == tuple(model.stroke_rgb.tolist())
-    assert sketch.background == tuple(model.background.tolist())
+    assert stroke_sigma(sketch.stroke_width) == pytest.approx(float(model.style.sigma()), rel=1e-6)
+    assert sketch.stroke_color == tuple(model.style.color.tolist())
+    assert sketch.background == tuple(model.style.background.tolist())
 
     cameras = pipeline.datamanager.train_dataset.cameras[:2]
     stale = model.t_samples.clone()
@@ -80,7 +84,7 @@ def test_json_redraws_the_trained_model(exported, pipeline):
             expected = model.get_outputs(cameras)
     finally:
         model.t_samples.copy_(stale)
-    means, scales, opacities, colors = sketch_gaussians(sketch, model.config.gaussians_per_curve)
+    means, scales, opacities, colors = sketch.gaussians(model.config.gaussians_per_curve)
     drawn = render(
         means,
         scales,
@@ -153,7 +157,7 @@ def test_svgs_draw_the_strokes_where_the_cameras_see_them(exported, pipeline):
         assert root.attrib["viewBox"] == f"0 0 {int(train.width[0])} {int(train.height[0])}"
 
     sketch = Sketch.from_json(out / "sketch.json")
-    dense = sketch_gaussians(sketch, 64)  # evenly spaced and overlapping: a continuous stroke
+    dense = sketch.gaussians(64)  # evenly spaced and overlapping: a continuous stroke
     for name, cameras in [("view_0000.svg", train[:1]), (f"view_{len(train):04d}.svg", test[:1])]:
         points = _svg_points(out / name)
         width, height = int(cameras.width[0]), int(cameras.height[0])
@@ -174,7 +178,7 @@ def test_svgs_draw_the_strokes_where_the_cameras_see_them(exported, pipeline):
 def test_each_subcommand_writes_its_format(trained_run, pipeline, tmp_path):
     """The single-format subcommands parse their own flags and write their own files (in-process, sharing the run
     loaded once; ``all`` above covers loading through the console script)."""
-    sketch = export_script.sketch_from_pipeline(pipeline)
+    sketch = pipeline.sketch()
     common = ["--load-config", str(trained_run), "--output-dir", str(tmp_path)]
     cases = [
         (["json"], "sketch.json"),
@@ -192,7 +196,7 @@ def test_each_subcommand_writes_its_format(trained_run, pipeline, tmp_path):
     assert len(list(tmp_path.glob("view_*.svg"))) == len(pipeline.datamanager.eval_dataset.cameras)  # test only
 
 
-def test_sketch_from_pipeline_carries_the_dataparser_transform(pipeline, tmp_path, monkeypatch):
+def test_the_pipelines_sketch_carries_the_dataparser_transform(pipeline, tmp_path, monkeypatch):
     """PLY points are in the capture's frame: they map forward onto the model's curves (this run's own transform
     is the identity, so one is patched in)."""
     outputs = pipeline.datamanager.train_dataparser_outputs
@@ -200,7 +204,7 @@ def test_sketch_from_pipeline_carries_the_dataparser_transform(pipeline, tmp_pat
     transform = torch.tensor([[c, -s, 0.0, 0.2], [s, c, 0.0, -0.1], [0.0, 0.0, 1.0, 0.3]], dtype=torch.float32)
     monkeypatch.setattr(outputs, "dataparser_transform", transform)
     monkeypatch.setattr(outputs, "dataparser_scale", 0.5)
-    sketch = export_script.sketch_from_pipeline(pipeline)
+    sketch = pipeline.sketch()
     assert sketch.stroke_width_dataset == pytest.approx(2.0 * sketch.stroke_width)
     export_script.ExportPolylinesPly(load_config=tmp_path, output_dir=tmp_path, samples_per_curve=2).write(
         pipeline, sketch

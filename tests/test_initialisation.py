@@ -3,7 +3,7 @@ import math
 import torch
 
 from nerfstudio_clipsketch.initialisation import camera_axes_centre, points_init, sphere_init
-from tests.conftest import look_at
+from tests.helpers import look_at
 
 
 def test_axes_centre_recovers_the_point_the_cameras_look_at():

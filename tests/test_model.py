@@ -1,50 +1,27 @@
-import math
 
 import pytest
 import torch
-from nerfstudio.cameras.cameras import Cameras, CameraType
-from nerfstudio.data.scene_box import SceneBox
 
 from nerfstudio_clipsketch import curves
-from nerfstudio_clipsketch.model import ClipSketchConfigError, ClipSketchModelConfig, parse_color
-from nerfstudio_clipsketch.rendering import render, stroke_sigma
 from nerfstudio_clipsketch.cameras import get_viewmats
-from tests.conftest import look_at
-
-
-def ring_cameras(n=8, radius=3.0, size=48, focal=60.0, centre=(0.0, 0.0, 0.0)):
-    eyes = []
-    for i in range(n):
-        a = 2 * math.pi * i / n
-        z = 0.8 if i % 2 else -0.4
-        eyes.append((centre[0] + radius * math.cos(a), centre[1] + radius * math.sin(a), centre[2] + z))
-    c2w = torch.stack([look_at(e, centre) for e in eyes]).float()
-    return Cameras(
-        camera_to_worlds=c2w, fx=focal, fy=focal, cx=size / 2, cy=size / 2, width=size, height=size,
-        camera_type=CameraType.PERSPECTIVE,
-    )
-
-
-def make_model(tiny_guidance=None, **overrides):
-    config = ClipSketchModelConfig(**{"num_curves": 4, "gaussians_per_curve": 24, **overrides})
-    model = config.setup(scene_box=SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=8)
-    if tiny_guidance is not None:
-        model.set_guidance(tiny_guidance)
-    return model
+from nerfstudio_clipsketch.model import ClipSketchConfigError
+from nerfstudio_clipsketch.rendering import render
+from nerfstudio_clipsketch.strokes import parse_color, stroke_sigma
+from tests.helpers import make_model, ring_cameras
 
 
 def test_outputs_for_one_and_several_cameras():
     model = make_model()
     cams = ring_cameras()
     model.setup_from_data(cams, background=torch.zeros(3))
-    one = model.get_outputs(cams[0:1])
+    one = model.get_outputs_for_camera(cams[0:1])  # nerfstudio's boundary: one view, [H, W, *]
     assert one["rgb"].shape == (48, 48, 3) and one["accumulation"].shape == (48, 48, 1)
     assert one["depth"].shape == (48, 48, 1)
     several = model.get_outputs(cams[torch.tensor([0, 3, 5])])
     assert several["rgb"].shape == (3, 48, 48, 3)
     torch.testing.assert_close(several["rgb"][0], one["rgb"])
     # Dark background → light strokes, and something is drawn.
-    torch.testing.assert_close(model.stroke_rgb, torch.ones(3))
+    torch.testing.assert_close(model.style.color, torch.ones(3))
     assert one["accumulation"].max() > 0.5
 
 
@@ -62,7 +39,7 @@ def test_stroke_width_in_pixels_at_the_scene_centre():
     model.setup_from_data(cams)
     distance = cams.camera_to_worlds[:, :, 3].norm(dim=-1).median().item()  # the cameras look at the origin
     # 3 px at that distance with a 60 px focal length: sigma = stroke_sigma(3) * distance / 60 world units.
-    assert model.stroke_scale.item() == pytest.approx(stroke_sigma(3.0) * distance / 60.0, rel=1e-4)
+    assert model.style.sigma().item() == pytest.approx(stroke_sigma(3.0) * distance / 60.0, rel=1e-4)
 
 
 def test_sphere_init_is_around_the_point_the_cameras_look_at():
@@ -92,8 +69,8 @@ def test_colours_and_bad_settings():
         make_model(num_curves=0)
     model = make_model(stroke_color="#ff0000", background_color="white")
     model.setup_from_data(ring_cameras(), background=torch.zeros(3))  # an explicit colour beats the data's
-    torch.testing.assert_close(model.background, torch.ones(3))
-    torch.testing.assert_close(model.stroke_rgb, torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(model.style.background, torch.ones(3))
+    torch.testing.assert_close(model.style.color, torch.tensor([1.0, 0.0, 0.0]))
 
 
 def test_loss_terms_and_gradients_reach_the_control_points(tiny_guidance):
@@ -101,7 +78,8 @@ def test_loss_terms_and_gradients_reach_the_control_points(tiny_guidance):
     cams = ring_cameras()
     model.setup_from_data(cams, background=torch.ones(3))
     outputs = model.get_outputs(cams[0:1])
-    batch = {"image": torch.rand(48, 48, 4), "image_idx": 0}
+    assert outputs["rgb"].shape == (1, 48, 48, 3)  # one convention inside the model: [V, H, W, *]
+    batch = {"image": torch.rand(1, 48, 48, 4), "image_idx": [0]}
     losses = model.get_loss_dict(outputs, batch)
     assert set(losses) == {"clip_layer1", "clip_layer2", "clip_layer3", "clip_fc"}
     sum(losses.values()).backward()
@@ -149,7 +127,7 @@ def test_curves_move_toward_the_strokes_they_are_shown(tiny_guidance):
     for step in range(40):
         i = step % 8
         outputs = model.get_outputs(cams[i : i + 1])
-        loss = sum(model.get_loss_dict(outputs, {"image": targets[i], "image_idx": i}).values())
+        loss = sum(model.get_loss_dict(outputs, {"image": targets[i : i + 1], "image_idx": [i]}).values())
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -163,7 +141,7 @@ def test_empty_pixels_are_far_for_the_viewer_depth():
     cams = ring_cameras()
     model.setup_from_data(cams)
     model.eval()
-    out = model.get_outputs(cams[0:1])
+    out = model.get_outputs_for_camera(cams[0:1])
     empty = out["accumulation"][..., 0] == 0
     assert empty.any() and (~empty).any()
     assert (out["depth"][empty] == out["depth"].max()).all()

@@ -1,4 +1,5 @@
-"""Videos of a trained run: ``clipsketch-orbit`` + ``ns-render camera-path``, and ``ns-render interpolate``."""
+"""Videos of a trained run: ``clipsketch-orbit`` + ``ns-render camera-path``, and ``ns-render interpolate`` (console
+scripts, marked ``slow``); ``clipsketch-orbit``'s bad input in-process."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 
 from nerfstudio_clipsketch.scripts import orbit as orbit_script
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 av = pytest.importorskip("av")
 
@@ -42,6 +43,7 @@ def _check(result) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_orbit_camera_path_renders_with_ns_render(trained_run, tmp_path, ffmpeg_on_path):
     path = tmp_path / "paths" / "helix.json"
     orbit = ["--kind", "helix", "--elevation-range", "10", "40", "--seconds", 1, "--fps", 4]
@@ -61,6 +63,7 @@ def test_orbit_camera_path_renders_with_ns_render(trained_run, tmp_path, ffmpeg_
     assert all(frame.min() < 100 and np.median(frame) > 200 for frame in frames), [f.min() for f in frames]
 
 
+@pytest.mark.slow
 def test_ns_render_interpolate_between_test_cameras(trained_run, tmp_path, ffmpeg_on_path):
     video = tmp_path / "interp.mp4"
     args = ["--output-path", video, "--frame-rate", 4, "--interpolation-steps", 1]
@@ -91,7 +94,7 @@ def test_orbit_bad_input_is_one_clear_message(problem, tmp_path, monkeypatch, ca
         expected = "do not look at a common point (a forward-facing capture?)"
     train_dataset = SimpleNamespace(cameras=_forward_facing_cameras())
     pipeline = SimpleNamespace(datamanager=SimpleNamespace(train_dataset=train_dataset))
-    monkeypatch.setattr(orbit_script, "load_pipeline", lambda _: pipeline)
+    monkeypatch.setattr(orbit_script, "load_run", lambda _: SimpleNamespace(pipeline=pipeline))
     monkeypatch.setattr(sys, "argv", ["clipsketch-orbit", "--load-config", str(config), "--output-path", str(output)])
     with pytest.raises(SystemExit) as exit_info:
         orbit_script.entrypoint()

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.rendering import render, stroke_sigma
-from tests.conftest import look_at
+from nerfstudio_clipsketch.rendering import render
+from nerfstudio_clipsketch.strokes import stroke_sigma
+from tests.helpers import look_at
 
 
 def pinhole(fx, fy, cx, cy, dtype=torch.float32):

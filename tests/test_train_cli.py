@@ -1,24 +1,37 @@
-"""``ns-train clipsketch`` through its command line: a tiny scene, a tiny random CLIP, a few steps."""
+"""``ns-train clipsketch`` as its command line parses and runs it: a tiny scene, a tiny random CLIP, a few steps.
+
+Runs are in this process (:func:`tests.helpers.train_in_process`); the console script itself is run by
+``tests/test_console_scripts.py`` (marked ``slow``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from nerfstudio.utils.eval_utils import eval_setup
 
-from tests.conftest import TRAIN_STEPS, console_text, run_cli, train_args
+from tests.helpers import (
+    TRAIN_STEPS,
+    console_text,
+    nerfstudio_capture_from,
+    run_dir,
+    train_args,
+    train_in_process,
+)
 
 
 def mean_training_loss(pipeline) -> float:
     """Un-augmented CLIP loss averaged over every training view (deterministic)."""
     model = pipeline.model
+    guidance = pipeline.ensure_guidance()
     cameras = pipeline.datamanager.train_dataset.cameras
     total = 0.0
     with torch.no_grad():
         for i in range(len(cameras)):
             image = pipeline.datamanager.train_dataset[i]["image"]
-            sketch = model.get_outputs(cameras[i : i + 1])["rgb"]
-            losses = model.get_guidance().loss(sketch[None], model.target_image(image)[None], augment=False)
+            sketch = model.get_outputs_for_camera(cameras[i : i + 1])["rgb"]
+            losses = guidance.loss(sketch[None], model.target_image(image)[None], augment=False)
             total += float(sum(losses.values()))
     return total / len(cameras)
 
@@ -39,33 +52,32 @@ def test_training_writes_checkpoints_and_lowers_the_loss(trained_run):
     assert after < before, (before, after)
 
 
-def test_resume_continues_from_the_checkpoint(trained_run, tiny_scene, tiny_clip_config, tmp_path):
+def test_resume_continues_from_the_checkpoint(trained_run, tiny_scene, tiny_clip_config, tmp_path, capsys):
     load_dir = trained_run.parent / "nerfstudio_models"
     # nerfstudio counts --max-num-iterations from the loaded step: 5 more steps after step TRAIN_STEPS - 1.
-    args = train_args(tiny_scene, tiny_clip_config, tmp_path, steps=5)
-    result = run_cli([*args, "--load-dir", load_dir])
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert f"Done loading Nerfstudio checkpoint from {load_dir}" in console_text(result.stdout)
-    resumed = tmp_path / "tiny" / "clipsketch" / "run" / "nerfstudio_models"
-    names = sorted(p.name for p in resumed.glob("step-*.ckpt"))
+    train_in_process([*train_args(tiny_scene, tiny_clip_config, tmp_path, steps=5), "--load-dir", load_dir])
+    assert f"Done loading Nerfstudio checkpoint from {load_dir}" in console_text(capsys.readouterr().out)
+    names = sorted(p.name for p in (run_dir(tmp_path) / "nerfstudio_models").glob("step-*.ckpt"))
     assert names[-1] == f"step-{TRAIN_STEPS + 4:09d}.ckpt"
 
 
-def test_missing_data_path_is_one_clear_message(tiny_clip_config, tmp_path):
+def test_missing_data_path_is_one_clear_message(tiny_clip_config, tmp_path, capsys):
     missing = tmp_path / "no-such-scene"
-    result = run_cli(train_args(missing, tiny_clip_config, tmp_path / "out", steps=2))
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    with pytest.raises(SystemExit) as exit_info:
+        train_in_process(train_args(missing, tiny_clip_config, tmp_path / "out", steps=2))
+    output = console_text(capsys.readouterr().out)
+    assert exit_info.value.code != 0
     assert "Data path does not exist" in output and "no-such-scene" in output
     assert "Traceback" not in output
 
 
-def test_unknown_clip_model_stops_before_training(tiny_scene, tiny_clip_config, tmp_path):
+def test_unknown_clip_model_stops_before_training(tiny_scene, tiny_clip_config, tmp_path, capsys):
     args = train_args(tiny_scene, tiny_clip_config, tmp_path / "out", steps=2)
     args[args.index("--pipeline.model.clip.model-name") + 1] = "RN-nope"
-    result = run_cli(args)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    with pytest.raises(SystemExit) as exit_info:
+        train_in_process(args)
+    output = console_text(capsys.readouterr().out)
+    assert exit_info.value.code != 0
     assert "Unknown CLIP model 'RN-nope'" in output and "Traceback" not in output
     assert not list((tmp_path / "out").rglob("*.ckpt"))
 
@@ -85,40 +97,16 @@ def test_timelapse_is_written_when_training_ends(trained_run):
     assert not torch.equal(first, last)
 
 
-def write_nerfstudio_capture(blender_scene, out):
-    """The tiny scene re-laid as an ns-process-data capture: images/ and one transforms.json with intrinsics."""
-    import json
-    import math
-    import shutil
-
-    meta = json.loads((blender_scene / "transforms_train.json").read_text())
-    (out / "images").mkdir(parents=True)
-    size = 64
-    focal = 0.5 * size / math.tan(0.5 * meta["camera_angle_x"])
-    frames = []
-    for i, frame in enumerate(meta["frames"][:12]):
-        shutil.copy(blender_scene / f"{frame['file_path']}.png", out / "images" / f"frame_{i:05d}.png")
-        frames.append({"file_path": f"images/frame_{i:05d}.png", "transform_matrix": frame["transform_matrix"]})
-    capture = {"fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2, "w": size, "h": size,
-               "camera_model": "OPENCV", "frames": frames}
-    (out / "transforms.json").write_text(json.dumps(capture))
-    return out
-
-
-def test_a_nerfstudio_capture_is_detected_and_trains(tiny_scene, tiny_clip_config, tmp_path):
-    capture = write_nerfstudio_capture(tiny_scene, tmp_path / "capture")
-    result = run_cli(train_args(capture, tiny_clip_config, tmp_path / "out", steps=3))
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "as a nerfstudio capture (nerfstudio-data)" in console_text(result.stdout)
-    run = tmp_path / "out" / "tiny" / "clipsketch" / "run"
-    assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
+def test_a_nerfstudio_capture_is_detected_and_trains(tiny_scene, tiny_clip_config, tmp_path, capsys):
+    capture = nerfstudio_capture_from(tiny_scene, tmp_path / "capture")
+    train_in_process(train_args(capture, tiny_clip_config, tmp_path / "out", steps=3))
+    assert "as a nerfstudio capture (nerfstudio-data)" in console_text(capsys.readouterr().out)
+    assert list((run_dir(tmp_path / "out") / "nerfstudio_models").glob("step-*.ckpt"))
 
 
 def test_an_explicit_dataparser_subcommand_still_works(tiny_scene, tiny_clip_config, tmp_path):
-    args = train_args(tiny_scene, tiny_clip_config, tmp_path / "out", steps=2)
-    result = run_cli([*args, "blender-data"])
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    run = tmp_path / "out" / "tiny" / "clipsketch" / "run"
+    train_in_process([*train_args(tiny_scene, tiny_clip_config, tmp_path / "out", steps=2), "blender-data"])
+    run = run_dir(tmp_path / "out")
     assert "BlenderDataParserConfig" in (run / "config.yml").read_text()
     assert list((run / "nerfstudio_models").glob("step-*.ckpt"))
 

@@ -9,18 +9,16 @@ from typing import Dict
 
 import pytest
 import torch
-from nerfstudio.cameras.cameras import Cameras, CameraType
-from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes
 from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
 from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
 
 from nerfstudio_clipsketch import curves
-from nerfstudio_clipsketch.model import ClipSketchModelConfig
-from nerfstudio_clipsketch.rendering import stroke_sigma
+from nerfstudio_clipsketch.strokes import stroke_sigma
 from nerfstudio_clipsketch.viewer import Throttle, cubic_spline_from_bezier, elevate_degree
-from tests.conftest import look_at
+from tests import helpers
 
 
 def viser_spline_points(knots: torch.Tensor, handles: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -104,29 +102,17 @@ def test_throttle_limits_by_steps_and_by_time():
 # The model's controls
 
 
-def ring_cameras(n: int = 6, radius: float = 3.0, size: int = 32, focal: float = 40.0) -> Cameras:
-    eyes = [(radius * math.cos(2 * math.pi * i / n), radius * math.sin(2 * math.pi * i / n), 0.5) for i in range(n)]
-    return Cameras(
-        camera_to_worlds=torch.stack([look_at(e) for e in eyes]).float(),
-        fx=focal,
-        fy=focal,
-        cx=size / 2,
-        cy=size / 2,
-        width=size,
-        height=size,
-        camera_type=CameraType.PERSPECTIVE,
-    )
+def ring_cameras() -> Cameras:
+    return helpers.ring_cameras(n=6, size=32, focal=40.0, heights=(0.5,))
 
 
 def make_model(**overrides):
-    config = ClipSketchModelConfig(**{"num_curves": 3, "gaussians_per_curve": 16, "stroke_width": 2.0, **overrides})
-    return config.setup(scene_box=SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=6)
+    return helpers.make_model(**{"num_curves": 3, "gaussians_per_curve": 16, "stroke_width": 2.0, **overrides})
 
 
 def test_nerfstudio_viewer_finds_the_controls(tiny_guidance):
     model = make_model()
-    # parse_object reads every public attribute, the `guidance` property included, which would build RN101.
-    model.set_guidance(tiny_guidance)
+    model.use_guidance(tiny_guidance)  # parse_object walks every public attribute, the guidance included
     elements = dict(parse_object(model, ViewerElement, "Custom Elements"))
     assert {
         "Custom Elements/viewer_curves_show",
@@ -140,17 +126,31 @@ def test_nerfstudio_viewer_finds_the_controls(tiny_guidance):
 def test_stroke_width_control_rescales_stroke_scale():
     model = make_model()
     model.setup_from_data(ring_cameras(), background=torch.ones(3))
-    world_per_pixel = float(model.stroke_scale) / stroke_sigma(2.0)  # camera distance / focal, fixed by the data
+    world_per_pixel = float(model.style.sigma()) / stroke_sigma(2.0)  # camera distance / focal, fixed by the data
     assert world_per_pixel == pytest.approx(math.sqrt(3.0**2 + 0.5**2) / 40.0, rel=1e-3)
     element = model.viewer_stroke_width
     element.value = 5.0  # no GUI handle: sets the value the hook reads, as a GUI change would
     element.cb_hook(element)
-    torch.testing.assert_close(float(model.stroke_scale), stroke_sigma(5.0) * world_per_pixel)
+    torch.testing.assert_close(float(model.style.sigma()), stroke_sigma(5.0) * world_per_pixel)
     element.value = 1.0
     element.cb_hook(element)
-    torch.testing.assert_close(float(model.stroke_scale), stroke_sigma(1.0) * world_per_pixel)
+    torch.testing.assert_close(float(model.style.sigma()), stroke_sigma(1.0) * world_per_pixel)
     with pytest.raises(ValueError, match="stroke width must be positive"):
         model.sketch_splines.set_stroke_width(0.0)
+
+
+def test_the_stroke_width_slider_follows_a_loaded_checkpoint():
+    """A run whose width was changed in the viewer resumes with that width, and the slider shows it."""
+    trained = make_model()
+    trained.setup_from_data(ring_cameras(), background=torch.ones(3))
+    trained.viewer_stroke_width.value = 4.5
+    trained.viewer_stroke_width.cb_hook(trained.viewer_stroke_width)
+    resumed = make_model()
+    resumed.setup_from_data(ring_cameras(), background=torch.ones(3))
+    assert resumed.viewer_stroke_width.value == 2.0  # the config's width, until the checkpoint is loaded
+    resumed.load_state_dict(trained.state_dict())
+    assert resumed.viewer_stroke_width.value == 4.5
+    torch.testing.assert_close(resumed.style.sigma(), trained.style.sigma())
 
 
 def test_spline_callbacks_are_registered_and_idle_without_a_viewer():

@@ -25,9 +25,11 @@ from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConf
 from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.utils.rich_utils import CONSOLE
-from nerfstudio_clipsketch.builtin_scene import CURVES_FORMAT, ensure_builtin_scene
+
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, check_images, estimate_background, load_transforms
+from nerfstudio_clipsketch.dataparsers.builtin import ensure_builtin_scene
 from nerfstudio_clipsketch.dataparsers.clipasso3d import Clipasso3dDataParserConfig
+from nerfstudio_clipsketch.sketch import FORMAT_NAME, LEGACY_CURVES_FORMAT
 
 Layout = Literal["clipasso3d", "blender", "nerfstudio", "colmap"]
 
@@ -176,8 +178,8 @@ class ClipSketchDataParser(DataParser):
 
 
 def _is_curves_file(path: Path) -> bool:
-    """Whether ``path`` is a ground-truth sketch written by :mod:`nerfstudio_clipsketch.builtin_scene`."""
+    """Whether ``path`` is a ground-truth sketch (:mod:`nerfstudio_clipsketch.sketch`'s JSON, or its legacy form)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("format") == CURVES_FORMAT
+        return json.loads(path.read_text(encoding="utf-8")).get("format") in (FORMAT_NAME, LEGACY_CURVES_FORMAT)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return False

@@ -21,12 +21,11 @@ from typing import Any, Dict, List, Literal, Type
 
 import numpy as np
 import torch
-from PIL import Image
-
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.utils.colors import get_color
+from PIL import Image
 
 from nerfstudio_clipsketch.cameras import look_at_centre
 from nerfstudio_clipsketch.dataparsers import (

@@ -8,6 +8,7 @@ list parsers).
 from __future__ import annotations
 
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
 from nerfstudio_clipsketch.dataparsers.clipasso3d import Clipasso3dDataParserConfig
 

@@ -1,11 +1,14 @@
-"""What the ``clipsketch-*`` commands share: loading a run, and bad input as one message instead of a traceback."""
+"""What the ``clipsketch-*`` commands share: loading a trained run, and bad input as one message, not a traceback."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
-from nerfstudio.pipelines.base_pipeline import Pipeline
+import torch
+import yaml
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
@@ -32,26 +35,92 @@ def check_config_path(load_config: Path) -> Path:
     return load_config
 
 
-def load_pipeline(load_config: Path) -> Pipeline:
-    """The trained pipeline of a run (latest checkpoint), with the training and test datasets, via nerfstudio's
-    ``eval_setup`` (on CUDA when available, else the CPU).
+def read_trainer_config(config_path: Path):
+    """The run's TrainerConfig, if ``config_path`` holds one of a clipsketch run.
 
     Raises:
-        ScriptError: the config file is missing, or the run is not a clipsketch run.
+        ScriptError: the file is missing, unreadable, not an ns-train config, or another method's.
     """
-    from nerfstudio.utils.eval_utils import eval_setup
+    from nerfstudio.engine.trainer import TrainerConfig
 
-    from nerfstudio_clipsketch.model import ClipSketchModel
+    from nerfstudio_clipsketch.model import ClipSketchModelConfig
 
-    _, pipeline, _, _ = eval_setup(check_config_path(load_config), test_mode="test")
-    if not isinstance(pipeline.model, ClipSketchModel):
+    check_config_path(config_path)
+    try:
+        config = yaml.load(config_path.read_text(encoding="utf-8"), Loader=yaml.Loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, ModuleNotFoundError) as e:
+        raise ScriptError(f"{str(config_path)!r} is not a readable ns-train config.yml: {e}") from e
+    if not isinstance(config, TrainerConfig):
+        raise ScriptError(f"{str(config_path)!r} holds a {type(config).__name__}, not an ns-train config.")
+    model = getattr(getattr(config, "pipeline", None), "model", None)
+    if not isinstance(model, ClipSketchModelConfig):
         raise ScriptError(
-            f"{str(load_config)!r} is a {type(pipeline.model).__name__} run; clipsketch tools read clipsketch runs."
+            f"{str(config_path)!r} is a {config.method_name!r} run; clipsketch tools read clipsketch runs "
+            f"(method 'clipsketch')."
         )
-    return pipeline
+    return config
 
 
-def run_or_exit(main) -> None:
+def default_device() -> torch.device:
+    """The machine's accelerator if it has one (CUDA, ...), else the CPU."""
+    return torch.accelerator.current_accelerator(check_available=True) or torch.device("cpu")
+
+
+@dataclass
+class LoadedRun:
+    """A trained run set up for use outside training: its config, pipeline (test split loaded) and checkpoint."""
+
+    config_path: Path
+    pipeline: "ClipSketchPipeline"  # noqa: F821 - imported lazily, nerfstudio's pipelines are slow to import
+    checkpoint: Optional[Path]
+    """None for the initial sketch (no checkpoint loaded)."""
+    step: int
+
+
+def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
+    """Set up a clipsketch run as nerfstudio's ``eval_setup`` does (test split, on the accelerator when there is one),
+    with its latest checkpoint.
+
+    Args:
+        config_path: The run's ``config.yml``.
+        initial: Load no checkpoint: the pipeline then holds the sketch training started from, since the model's
+            initial curves are drawn from its seeded generator when the pipeline is set up, exactly as in training.
+
+    Raises:
+        ScriptError: the config is missing, unreadable or not a clipsketch run's; no checkpoint was saved; the data
+            it was trained on cannot be read.
+    """
+    from nerfstudio.configs.method_configs import all_methods
+    from nerfstudio.utils.eval_utils import eval_load_checkpoint
+
+    from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
+    from nerfstudio_clipsketch.model import ClipSketchConfigError
+
+    config = read_trainer_config(config_path)
+    checkpoint_dir = config.get_checkpoint_dir()
+    if not initial and not sorted(checkpoint_dir.glob("step-*.ckpt")):
+        raise ScriptError(
+            f"The run {str(config_path)!r} has no checkpoint in {str(checkpoint_dir)!r} (ns-train saves one every "
+            "--steps-per-save steps and at the end); pass --initial to measure its initial sketch."
+        )
+    if config.method_name in all_methods:
+        config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
+    config.load_dir = checkpoint_dir
+    config.load_step = None
+    try:
+        pipeline = config.pipeline.setup(device=default_device(), test_mode="test")
+    except ClipSketchDataError as e:
+        raise ScriptError(f"Cannot read the run's data: {e}") from e
+    except ClipSketchConfigError as e:
+        raise ScriptError(f"Cannot set up the run's model: {e}") from e
+    pipeline.eval()
+    if initial:
+        return LoadedRun(config_path, pipeline, None, 0)
+    checkpoint, step = eval_load_checkpoint(config, pipeline)
+    return LoadedRun(config_path, pipeline, Path(checkpoint), int(step))
+
+
+def run_or_exit(main: Callable[[], None]) -> None:
     """Run a script's ``main``; a :class:`ScriptError` becomes one red message and exit status 1."""
     try:
         main()

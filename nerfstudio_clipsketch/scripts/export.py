@@ -10,7 +10,7 @@ Like nerfstudio's ``ns-export``, one subcommand per format, each reading a run's
     clipsketch-export all  --load-config ... --output-dir exports/                      # all of the above
 
 The formats and frames (JSON and SVG in nerfstudio's normalised frame, PLY/OBJ/mesh in the capture's dataset
-coordinates) are described in :mod:`nerfstudio_clipsketch.export`.
+coordinates) are described in :mod:`nerfstudio_clipsketch.sketch`.
 """
 
 from __future__ import annotations
@@ -19,59 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import torch
 import tyro
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.pipelines.base_pipeline import Pipeline
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
 from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.export import (
+from nerfstudio_clipsketch.exporters.files import (
     PlyEncoding,
-    Sketch,
-    sketch_polylines,
-    tube_mesh,
     write_mesh_obj,
     write_mesh_ply,
     write_polylines_obj,
     write_polylines_ply,
-    write_sketch_svg,
 )
-from nerfstudio_clipsketch.rendering import stroke_sigma
-from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_pipeline, run_or_exit
-
-
-def sketch_from_pipeline(pipeline: Pipeline) -> Sketch:
-    """The :class:`~nerfstudio_clipsketch.export.Sketch` a trained clipsketch pipeline draws.
-
-    Control points are the model's world (normalised-frame) control points; the stroke width is the full width at
-    half opacity of the model's Gaussians, ``sigma * 2 sqrt(2 ln 2)`` (the inverse of
-    :func:`~nerfstudio_clipsketch.rendering.stroke_sigma`, so the sketch's Gaussians get the model's sigma back);
-    colours and opacity are the model's; the dataparser transform and scale come from the training dataparser
-    outputs, so the sketch can be written in the capture's coordinates.
-
-    Raises:
-        TypeError: the pipeline's model is not a clipsketch model.
-    """
-    from nerfstudio_clipsketch.model import ClipSketchModel
-
-    model = pipeline.model
-    if not isinstance(model, ClipSketchModel):
-        raise TypeError(f"sketch_from_pipeline needs a ClipSketchModel, got {type(model).__name__}")
-    outputs = pipeline.datamanager.train_dataparser_outputs  # type: ignore[attr-defined]
-    with torch.no_grad():
-        control_points = model.world_control_points().detach().cpu()
-    return Sketch(
-        control_points=control_points,
-        degree=model.config.curve_degree,
-        stroke_width=float(model.stroke_scale) / stroke_sigma(1.0),
-        stroke_color=tuple(model.stroke_rgb.detach().cpu().tolist()),
-        opacity=model.config.stroke_opacity,
-        background=tuple(model.background.detach().cpu().tolist()),
-        dataparser_transform=outputs.dataparser_transform.detach().cpu(),
-        dataparser_scale=float(outputs.dataparser_scale),
-    )
+from nerfstudio_clipsketch.exporters.meshes import tube_mesh
+from nerfstudio_clipsketch.exporters.svg import write_sketch_svg
+from nerfstudio_clipsketch.pipeline import ClipSketchPipeline
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_run, run_or_exit
+from nerfstudio_clipsketch.sketch import Sketch
 
 
 def _wrote(what: str, path: Path, suffix: str = "") -> None:
@@ -87,15 +52,15 @@ class SketchExporter:
     output_dir: Path
     """Folder for the exported files (created if needed)."""
 
-    def prepare(self) -> tuple[Pipeline, Sketch]:
+    def prepare(self) -> tuple[ClipSketchPipeline, Sketch]:
         """Check the paths, then load the run. Paths are checked first: loading a run takes seconds."""
         check_config_path(self.load_config)
         self.check_options()
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ScriptError(f"--output-dir {str(self.output_dir)!r} is a file, not a folder.")
-        pipeline = load_pipeline(self.load_config)
+        pipeline = load_run(self.load_config).pipeline
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        return pipeline, sketch_from_pipeline(pipeline)
+        return pipeline, pipeline.sketch()
 
     def check_options(self) -> None:
         """Refuse option values no export can use, before the run is loaded."""
@@ -106,7 +71,7 @@ class SketchExporter:
         if sides is not None and sides < 3:
             raise ScriptError(f"--sides must be at least 3, got {sides}")
 
-    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         """Write this format's files into ``output_dir`` and say where they went."""
         raise NotImplementedError
 
@@ -118,9 +83,9 @@ class SketchExporter:
 @dataclass
 class ExportJson(SketchExporter):
     """The sketch as versioned JSON (sketch.json): control points, stroke style and the dataparser transform.
-    Reload it with nerfstudio_clipsketch.export.Sketch.from_json."""
+    Reload it with nerfstudio_clipsketch.sketch.Sketch.from_json."""
 
-    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         path = self.output_dir / "sketch.json"
         sketch.to_json(path)
         _wrote(f"{sketch.num_curves} curves", path)
@@ -135,9 +100,9 @@ class ExportPolylinesPly(SketchExporter):
     encoding: PlyEncoding = "binary_little_endian"
     """PLY encoding."""
 
-    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         path = self.output_dir / "curves.ply"
-        write_polylines_ply(path, sketch_polylines(sketch, self.samples_per_curve, frame="dataset"), self.encoding)
+        write_polylines_ply(path, sketch.polylines(self.samples_per_curve, frame="dataset"), self.encoding)
         _wrote(f"{sketch.num_curves} polylines of {self.samples_per_curve} points", path)
 
 
@@ -148,9 +113,9 @@ class ExportPolylinesObj(SketchExporter):
     samples_per_curve: int = 100
     """Points per curve, evenly spaced in arc length, ends included."""
 
-    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         path = self.output_dir / "curves.obj"
-        write_polylines_obj(path, sketch_polylines(sketch, self.samples_per_curve, frame="dataset"))
+        write_polylines_obj(path, sketch.polylines(self.samples_per_curve, frame="dataset"))
         _wrote(f"{sketch.num_curves} polylines of {self.samples_per_curve} points", path)
 
 
@@ -166,9 +131,9 @@ class ExportMesh(SketchExporter):
     sides: int = 8
     """Vertices per ring (at least 3)."""
 
-    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         radius = sketch.stroke_width_dataset / 2.0
-        polylines = sketch_polylines(sketch, self.samples_per_curve, frame="dataset")
+        polylines = sketch.polylines(self.samples_per_curve, frame="dataset")
         vertices, faces = tube_mesh(polylines, radius, self.sides)
         path = self.output_dir / f"tubes.{self.format}"
         (write_mesh_ply if self.format == "ply" else write_mesh_obj)(path, vertices, faces)
@@ -189,7 +154,7 @@ class ExportSvg(SketchExporter):
     samples_per_curve: int = 100
     """Polyline points per curve."""
 
-    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         datamanager = pipeline.datamanager
         splits: list[Cameras] = []
         if self.cameras in ("train", "all"):
@@ -232,7 +197,7 @@ class ExportAll(SketchExporter):
     cameras: Literal["test", "train", "all"] = "test"
     """Cameras to draw SVGs for: the test split, the training split, or both (training cameras first)."""
 
-    def write(self, pipeline: Pipeline, sketch: Sketch) -> None:
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         paths = {"load_config": self.load_config, "output_dir": self.output_dir}
         n = self.samples_per_curve
         exporters: list[SketchExporter] = [

@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from nerfstudio_clipsketch.cameras import look_at_centre
 from nerfstudio_clipsketch.orbit import OrbitKind, orbit_path, vertical_fov_degrees
-from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_pipeline, run_or_exit
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_run, run_or_exit
 
 
 @dataclass
@@ -57,7 +57,7 @@ class OrbitPath:
         for name, value in (("--width", self.width), ("--height", self.height)):
             if value is not None and value <= 0:
                 raise ScriptError(f"{name} must be a positive number of pixels, got {value}")
-        cameras = load_pipeline(self.load_config).datamanager.train_dataset.cameras  # type: ignore[attr-defined]
+        cameras = load_run(self.load_config).pipeline.datamanager.train_dataset.cameras
         cameras = cameras.reshape(-1).to("cpu")
         train_width, train_height = int(cameras.width[0]), int(cameras.height[0])
         width, height = self.width, self.height

@@ -1,4 +1,5 @@
-"""Metrics for a sketch's geometry: how close its curves lie to ground-truth curves or to the object's surface.
+"""Metrics of a sketch's geometry: how close its curves lie to ground-truth curves or to the object's surface, and
+how much of each view's object its ink touches.
 
 Everything here is a pure function of point clouds (numpy arrays or tensors, ``[M, 3]``) or images, so the same
 numbers come out of a script, a notebook or a test. Distances are Euclidean, in the units of the points given;
@@ -7,19 +8,12 @@ different sizes, and every result is keyed by the fraction (``"precision@1%"``).
 
 Nearest-neighbour distances come from a k-d tree, so two clouds of 1e5 points each need a few megabytes, not the 40 GB
 of a full distance matrix, and well under a second.
-
-Ground-truth surfaces come from per-pixel world-position images (:func:`load_world_pos_points`): Blender writes, on
-silhouettes, a blend of the surface position and the background's ``(0, 0, 0)``, so a pixel is kept only if its
-position projects back onto its own pixel centre.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Union
 
 import numpy as np
@@ -27,16 +21,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from nerfstudio_clipsketch.cameras import get_viewmats
-
 PointsLike = Union[np.ndarray, Tensor]
 """An ``[M, 3]`` point cloud, as a numpy array or a tensor (on any device; metrics run on the CPU)."""
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.005, 0.01, 0.02)
 """Distance thresholds as fractions of the ground truth's bounding-box diagonal: 0.5 %, 1 % and 2 %."""
-
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr")
-
 
 def _as_points(points: PointsLike, name: str) -> Tensor:
     """A float64 CPU tensor ``[M, 3]``, or a ValueError naming ``name`` and its shape."""
@@ -95,6 +84,16 @@ def nearest_distances(query: PointsLike, reference: PointsLike) -> Float[Tensor,
     return torch.from_numpy(distances)
 
 
+def _both_ways(
+    points: PointsLike, points_name: str, reference: PointsLike, reference_name: str, thresholds: Sequence[float]
+) -> tuple[Tensor, Tensor, dict[str, float], float]:
+    """Nearest distances from ``points`` to ``reference`` and back, the absolute thresholds and the reference's
+    bounding-box diagonal (which sets them)."""
+    p = _as_points(points, points_name)
+    r = _as_points(reference, reference_name)
+    return nearest_distances(p, r), nearest_distances(r, p), absolute_thresholds(r, thresholds), bbox_diagonal(r)
+
+
 def curve_metrics(
     pred_points: PointsLike, gt_points: PointsLike, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
 ) -> dict[str, float]:
@@ -116,12 +115,7 @@ def curve_metrics(
         truth), ``recall@T`` (share of ground-truth samples within ``tau`` of the prediction) and ``f1@T`` (their
         harmonic mean, 0 when both are 0).
     """
-    pred = _as_points(pred_points, "pred_points")
-    gt = _as_points(gt_points, "gt_points")
-    taus = absolute_thresholds(gt, thresholds)
-    pred_to_gt = nearest_distances(pred, gt)
-    gt_to_pred = nearest_distances(gt, pred)
-    diagonal = bbox_diagonal(gt)
+    pred_to_gt, gt_to_pred, taus, diagonal = _both_ways(pred_points, "pred_points", gt_points, "gt_points", thresholds)
     chamfer = 0.5 * (pred_to_gt.mean() + gt_to_pred.mean()).item()
     result = {
         "chamfer": chamfer,
@@ -156,12 +150,9 @@ def surface_metrics(
         points within ``tau`` of some curve sample — a sketch is lines, so this stays small even for a good one;
         compare it between sketches, not with 1).
     """
-    curve = _as_points(curve_points, "curve_points")
-    surface = _as_points(surface_points, "surface_points")
-    taus = absolute_thresholds(surface, thresholds)
-    curve_to_surface = nearest_distances(curve, surface)
-    surface_to_curve = nearest_distances(surface, curve)
-    diagonal = bbox_diagonal(surface)
+    curve_to_surface, surface_to_curve, taus, diagonal = _both_ways(
+        curve_points, "curve_points", surface_points, "surface_points", thresholds
+    )
     mean = curve_to_surface.mean().item()
     p95 = float(np.percentile(curve_to_surface.numpy(), 95))  # torch.quantile refuses more than 2^24 values
     result = {
@@ -176,132 +167,6 @@ def surface_metrics(
         result[f"precision@{label}"] = (curve_to_surface <= tau).double().mean().item()
         result[f"coverage@{label}"] = (surface_to_curve <= tau).double().mean().item()
     return result
-
-
-def read_exr(path: Union[str, Path]) -> np.ndarray:
-    """A float EXR image as ``[H, W, channels]`` float32 in the file's RGB(A) order.
-
-    Uses OpenCV (installed with nerfstudio), whose EXR codec is off unless ``OPENCV_IO_ENABLE_OPENEXR`` is set
-    before the first EXR is read in the process; this sets it (keeping a value the user chose). OpenCV returns
-    channels as BGR(A); they are reversed here.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No EXR image at {path}")
-    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
-    import cv2  # imported here: only the evaluation scripts need OpenCV
-
-    try:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except cv2.error as e:
-        raise RuntimeError(
-            f"OpenCV could not read {path}: its EXR codec is disabled (OPENCV_IO_ENABLE_OPENEXR="
-            f"{os.environ.get('OPENCV_IO_ENABLE_OPENEXR')!r}). Set OPENCV_IO_ENABLE_OPENEXR=1 before any EXR is read."
-        ) from e
-    if image is None:
-        raise ValueError(f"OpenCV could not decode {path} as an image")
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] >= 3:
-        image = np.concatenate([image[..., 2::-1], image[..., 3:]], axis=-1)
-    return image.astype(np.float32, copy=False)
-
-
-def _blender_intrinsics(meta: dict, frame: dict, width: int, height: int) -> tuple[float, float, float, float]:
-    """``fx, fy, cx, cy`` of a NeRF/Blender frame: focal from ``camera_angle_x`` (and ``_y`` if given), centred."""
-    angle_x = frame.get("camera_angle_x", meta.get("camera_angle_x"))
-    if angle_x is None:
-        raise KeyError("transforms JSON has no camera_angle_x (top level or per frame)")
-    fx = 0.5 * width / math.tan(0.5 * float(angle_x))
-    angle_y = frame.get("camera_angle_y", meta.get("camera_angle_y"))
-    fy = 0.5 * height / math.tan(0.5 * float(angle_y)) if angle_y is not None else fx
-    return fx, fy, 0.5 * width, 0.5 * height
-
-
-def reprojection_errors(
-    world_pos: np.ndarray, camera_to_world: np.ndarray, fx: float, fy: float, cx: float, cy: float
-) -> np.ndarray:
-    """Pixel distance from each pixel's centre to where its world position projects, ``[H, W]``.
-
-    ``world_pos`` is ``[H, W, 3]``; the camera is an OpenGL camera-to-world ``[3, 4]`` (or ``[4, 4]``) with pinhole
-    intrinsics. Pixel ``(row i, column j)`` has its centre at ``(j + 0.5, i + 0.5)`` (OpenCV convention). Points
-    behind the camera get ``inf``.
-    """
-    c2w = torch.as_tensor(np.asarray(camera_to_world, dtype=np.float64)[:3, :4])
-    viewmat = get_viewmats(c2w).numpy()
-    height, width = world_pos.shape[:2]
-    p = world_pos.reshape(-1, 3).astype(np.float64) @ viewmat[:3, :3].T + viewmat[:3, 3]
-    z = p[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = fx * p[:, 0] / z + cx
-        v = fy * p[:, 1] / z + cy
-    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    err = np.hypot(u - (cols.reshape(-1) + 0.5), v - (rows.reshape(-1) + 0.5))
-    err = np.where(z > 0, err, np.inf)
-    return err.reshape(height, width)
-
-
-def load_world_pos_points(
-    world_pos_dir: Union[str, Path],
-    transforms_json: Union[str, Path],
-    split: str,
-    max_views: int | None = None,
-    max_reproj_px: float = 1.0,
-    stride: int = 1,
-) -> np.ndarray:
-    """Clean surface samples ``[M, 3]`` (float32, the dataset's coordinates) from per-pixel world-position EXRs.
-
-    For every frame of ``transforms_json`` (NeRF/Blender format: ``camera_angle_x``, ``frames[].transform_matrix``
-    = OpenGL camera-to-world), reads ``world_pos_dir / split / <name>.exr`` where ``<name>`` is the last part of the
-    frame's ``file_path`` (less any image extension), keeps the pixels whose position is non-zero (``(0, 0, 0)`` is
-    the background) and whose position projects back within ``max_reproj_px`` pixels of the pixel's own centre. That
-    drops silhouette pixels, which hold a blend of the surface and the background's origin and lie far from any
-    surface. The image size is the EXR's; the principal point is the image centre.
-
-    Args:
-        world_pos_dir: The scene's ``world_pos`` folder (holding one sub-folder per split).
-        transforms_json: The split's ``transforms_<split>.json``.
-        split: Sub-folder of ``world_pos_dir`` holding the split's EXRs (``"train"``, ``"val"``, ``"test"``).
-        max_views: Use only the first this many frames (all when None).
-        max_reproj_px: Largest reprojection error of a kept pixel, in pixels (true surface points miss by ~0.03 px).
-        stride: Use every ``stride``-th pixel row and column (1 keeps all).
-    """
-    world_pos_dir, transforms_json = Path(world_pos_dir), Path(transforms_json)
-    if not transforms_json.is_file():
-        raise FileNotFoundError(f"No transforms JSON at {transforms_json}")
-    split_dir = world_pos_dir / split
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"No world-position folder for split {split!r} at {split_dir}")
-    if max_views is not None and max_views < 1:
-        raise ValueError(f"max_views must be at least 1 (or None for all), got {max_views}")
-    if stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride}")
-    if not max_reproj_px > 0:
-        raise ValueError(f"max_reproj_px must be positive, got {max_reproj_px}")
-    meta = json.loads(transforms_json.read_text())
-    frames = meta.get("frames")
-    if not frames:
-        raise ValueError(f"{transforms_json} has no frames")
-    points = []
-    for frame in frames[:max_views]:
-        name = Path(frame["file_path"])
-        if name.suffix.lower() in _IMAGE_SUFFIXES:
-            name = name.with_suffix("")
-        exr_path = split_dir / f"{name.name}.exr"
-        image = read_exr(exr_path)
-        if image.shape[-1] < 3:
-            raise ValueError(f"{exr_path} has {image.shape[-1]} channels; world positions need 3")
-        world_pos = image[..., :3]
-        height, width = world_pos.shape[:2]
-        fx, fy, cx, cy = _blender_intrinsics(meta, frame, width, height)
-        err = reprojection_errors(world_pos, np.asarray(frame["transform_matrix"]), fx, fy, cx, cy)
-        keep = np.any(world_pos != 0, axis=-1) & (err < max_reproj_px)
-        if stride > 1:
-            grid = np.zeros_like(keep)
-            grid[::stride, ::stride] = True
-            keep &= grid
-        points.append(world_pos[keep])
-    return np.concatenate(points, axis=0).astype(np.float32, copy=False)
 
 
 def foreground_touch(
@@ -342,37 +207,3 @@ def foreground_touch(
     disc = ((offsets[:, None] ** 2 + offsets[None, :] ** 2) <= dilation_px**2 + 1e-9).float()
     near_ink = torch.nn.functional.conv2d(ink[None, None], disc[None, None], padding=r)[0, 0] > 0.5
     return (near_ink & mask).sum().item() / foreground
-
-
-def format_table(metrics: dict[str, float], digits: int = 4) -> str:
-    """A plain-text table of a metrics dict: thresholded metrics (``name@T``) in a grid, one column per ``T``.
-
-    Metrics without ``@`` come first, one per row. Values are printed with ``digits`` significant digits.
-    """
-    scalars = {k: v for k, v in metrics.items() if "@" not in k}
-    grid: dict[str, dict[str, float]] = {}
-    labels: list[str] = []
-    for key, value in metrics.items():
-        if "@" in key:
-            name, label = key.split("@", 1)
-            grid.setdefault(name, {})[label] = value
-            if label not in labels:
-                labels.append(label)
-
-    def fmt(value: float) -> str:
-        return f"{value:.{digits}g}" if isinstance(value, (int, float)) else str(value)
-
-    lines = []
-    name_width = max([len(k) for k in (*scalars, *grid)] + [6])
-    for key, value in scalars.items():
-        lines.append(f"{key:<{name_width}}  {fmt(value)}")
-    if grid:
-        col_width = max([len(label) for label in labels] + [digits + 6])
-        if lines:
-            lines.append("")
-        lines.append(f"{'metric':<{name_width}}  " + "  ".join(f"{label:>{col_width}}" for label in labels))
-        lines.append("-" * name_width + "  " + "  ".join("-" * col_width for _ in labels))
-        for name, row in grid.items():
-            cells = [f"{fmt(row[label]):>{col_width}}" if label in row else " " * col_width for label in labels]
-            lines.append(f"{name:<{name_width}}  " + "  ".join(cells))
-    return "\n".join(lines)

@@ -7,7 +7,8 @@ rendered with :func:`nerfstudio_clipsketch.rendering.render` from 50 cameras on 
 
     transforms_{train,val,test}.json   camera_angle_x and frames[].transform_matrix (OpenGL camera-to-world)
     {train,val,test}/r_<i>.png          RGB images, white background
-    curves.json                         the ground truth: control points (dataset coordinates), degree, stroke width
+    curves.json                         the ground truth, a sketch JSON file (:mod:`nerfstudio_clipsketch.sketch`)
+                                        in dataset coordinates (identity transform), curve names in its metadata
 
 The scene is generated once into the user's cache folder and reused.
 """
@@ -25,18 +26,19 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from jaxtyping import Float
+from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 from torch import Tensor
 
-from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.curves import arc_length_parameters, curve_lengths, evaluate
+from nerfstudio_clipsketch.curves import arc_length_samples, curve_lengths, evaluate_at
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
-from nerfstudio_clipsketch.rendering import render, stroke_sigma
+from nerfstudio_clipsketch.rendering import render
+from nerfstudio_clipsketch.sketch import Sketch, SketchFormatError
+from nerfstudio_clipsketch.strokes import stroke_gaussians, stroke_sigma
 
-BUILTIN_SCENE_VERSION = "v1"
-"""Bump when the scene changes, so that stale caches are not reused."""
-CURVES_FORMAT = "nerfstudio-clipsketch-curves"
+BUILTIN_SCENE_VERSION = "v2"
+"""Bump when the scene changes, so that stale caches are not reused (v2: ground truth in the sketch JSON format)."""
 NUM_VIEWS = 50
 CAMERA_DISTANCE = 4.0
 CAMERA_ANGLE_X = 0.6911112070083618
@@ -131,18 +133,12 @@ def render_builtin_views(
 ) -> Float[Tensor, "num_views height width 3"]:
     """Render the ground-truth sketch from the given cameras (CPU rasterizer, a few views at a time)."""
     control_points, _ = builtin_curves()
-    width = stroke_width(image_size)
-    sigma = stroke_sigma(width)
+    sigma = stroke_sigma(stroke_width(image_size))
     # Gaussians one standard deviation apart along each curve: their sum is then uniform along the stroke to well
     # under a percent, and short curves get proportionally fewer of them.
-    samples = (curve_lengths(control_points) / sigma).ceil().long().clamp_min(1) + 1
-    means = torch.cat(
-        [
-            evaluate(cp[None], arc_length_parameters(cp[None], int(n)))[0]
-            for cp, n in zip(control_points, samples.tolist())
-        ]
-    )
-    n = means.shape[0]
+    counts = (curve_lengths(control_points) / sigma).ceil().long().clamp_min(1) + 1
+    means = evaluate_at(control_points, *arc_length_samples(control_points, counts))
+    means, scales, opacities, colors = stroke_gaussians(means, sigma, 1.0, STROKE_COLOR)
     f = focal_length(image_size)
     K = torch.tensor([[f, 0.0, image_size / 2.0], [0.0, f, image_size / 2.0], [0.0, 0.0, 1.0]])
     images = []
@@ -150,9 +146,9 @@ def render_builtin_views(
         viewmats = get_viewmats(camera_to_worlds[start : start + chunk])
         out = render(
             means,
-            torch.full((n,), sigma),
-            torch.ones(n),
-            torch.tensor(STROKE_COLOR).expand(n, 3),
+            scales,
+            opacities,
+            colors,
             viewmats,
             K.expand(viewmats.shape[0], 3, 3),
             image_size,
@@ -181,18 +177,15 @@ def write_builtin_scene(out_dir: Path, image_size: int = 224) -> None:
         meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": split_frames}
         (out_dir / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     control_points, names = builtin_curves()
-    curves = {
-        "format": CURVES_FORMAT,
-        "version": BUILTIN_SCENE_VERSION,
-        "coordinates": "dataset",
-        "degree": control_points.shape[1] - 1,
-        "stroke_width": stroke_width(image_size),
-        "stroke_color": list(STROKE_COLOR),
-        "background": list(BACKGROUND_COLOR),
-        "names": names,
-        "control_points": control_points.tolist(),
-    }
-    (out_dir / "curves.json").write_text(json.dumps(curves, indent=2), encoding="utf-8")
+    ground_truth = Sketch(
+        control_points=control_points,
+        degree=control_points.shape[1] - 1,
+        stroke_width=stroke_width(image_size),
+        stroke_color=STROKE_COLOR,
+        background=BACKGROUND_COLOR,
+        metadata={"names": names, "coordinates": "dataset"},
+    )
+    ground_truth.to_json(out_dir / "curves.json")
 
 
 def default_cache_root() -> Path:
@@ -238,32 +231,18 @@ def ensure_builtin_scene(root: Optional[Path] = None, image_size: int = 224) -> 
     return scene_dir
 
 
-def load_ground_truth_curves(scene_dir: Path) -> Dict[str, Any]:
-    """Read a scene's ``curves.json`` (also accepts the file's own path).
+def load_ground_truth_curves(path: Path) -> Sketch:
+    """A scene's ground-truth sketch: ``curves.json`` in ``path`` (or the file itself), whose control points are in
+    dataset coordinates.
 
-    Returns:
-        ``{"control_points": Tensor [num_curves, degree + 1, 3] (dataset coordinates), "degree": int,
-        "stroke_width": float (world units), "names": list of str}``.
+    Raises:
+        ClipSketchDataError: the file is missing or not a sketch JSON file.
     """
-    path = Path(scene_dir)
+    path = Path(path)
     path = path / "curves.json" if path.is_dir() else path
     if not path.is_file():
         raise ClipSketchDataError(f"Ground-truth curves file {path} does not exist.")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClipSketchDataError(f"Ground-truth curves file {path} is not readable JSON: {e}") from e
-    if not isinstance(raw, dict) or raw.get("format") != CURVES_FORMAT:
-        raise ClipSketchDataError(f"{path} is not a clipsketch curves file (expected format {CURVES_FORMAT!r}).")
-    control_points = torch.tensor(raw["control_points"], dtype=torch.float32)
-    degree = int(raw["degree"])
-    if control_points.dim() != 3 or control_points.shape[1:] != (degree + 1, 3):
-        raise ClipSketchDataError(
-            f"control_points in {path} must have shape [num_curves, {degree + 1}, 3], got {list(control_points.shape)}."
-        )
-    return {
-        "control_points": control_points,
-        "degree": degree,
-        "stroke_width": float(raw["stroke_width"]),
-        "names": list(raw.get("names", [])),
-    }
+        return Sketch.from_json(path)
+    except SketchFormatError as e:
+        raise ClipSketchDataError(f"Ground-truth curves file {path}: {e}") from e

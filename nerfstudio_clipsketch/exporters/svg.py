@@ -1,0 +1,166 @@
+"""One camera's view of a sketch as an SVG drawing.
+
+As in :mod:`nerfstudio_clipsketch.rendering`, cameras are OpenCV world-to-camera matrices plus pinhole ``K``, and
+the continuous pixel coordinate ``u = fx x / z + cx`` puts the centre of pixel column ``i`` at ``u = i + 0.5``
+(:func:`nerfstudio_clipsketch.cameras.project_points`). An SVG written here has ``viewBox="0 0 width height"``, so its
+user coordinate *is* that continuous pixel coordinate: pixel ``(i, j)`` is the unit square ``[i, i + 1] x [j, j + 1]``
+of the SVG, and a Gaussian that renders centred on pixel ``(i, j)`` is drawn at SVG ``(i + 0.5, j + 0.5)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+from jaxtyping import Float
+from torch import Tensor
+
+from nerfstudio_clipsketch.cameras import project_points
+from nerfstudio_clipsketch.exporters import as_numpy
+from nerfstudio_clipsketch.sketch import PathLike, Sketch
+from nerfstudio_clipsketch.strokes import check_rgb
+
+
+def _hex(rgb: Sequence[float]) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in check_rgb(rgb, "colour"))
+
+
+def _runs(points: np.ndarray) -> list[np.ndarray]:
+    """Maximal runs of at least two consecutive finite points."""
+    finite = np.isfinite(points).all(axis=1)
+    runs, start = [], None
+    for i, f in enumerate(np.append(finite, False)):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            if i - start >= 2:
+                runs.append(points[start:i])
+            start = None
+    return runs
+
+
+def write_svg(
+    path: PathLike,
+    projected_curves: Sequence[Any],
+    widths_px: Sequence[float],
+    width: int,
+    height: int,
+    stroke_color: Sequence[float] = (0.0, 0.0, 0.0),
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    opacity: float = 1.0,
+) -> int:
+    """Write one camera's drawing as an SVG: a background rect and one ``<path>`` per visible curve.
+
+    Each curve is a polyline of projected samples (``M x y L x y ...``; a perspective image of a Bézier is not a
+    Bézier). Rows that are not finite lift the pen, so a curve that passes behind the camera becomes several
+    subpaths of one ``<path>``. A curve is visible, and written, if it has two consecutive finite points and its
+    bounding box, grown by half its stroke width, meets the image. Paths are drawn in the order given (put far
+    curves first for painter's order); lines have round caps and joins.
+
+    Args:
+        path: Output file.
+        projected_curves: ``[M_i, 2]`` SVG (= continuous pixel) coordinates per curve, e.g. from
+            :func:`~nerfstudio_clipsketch.cameras.project_points`, with non-finite rows where a sample is not drawable.
+        widths_px: Stroke width of each curve, in pixels.
+        width, height: Image size in pixels; the SVG's ``viewBox`` is ``0 0 width height``.
+        stroke_color, background: RGB in [0, 1].
+        opacity: SVG ``stroke-opacity``.
+
+    Returns:
+        The number of ``<path>`` elements written.
+    """
+    if len(widths_px) != len(projected_curves):
+        raise ValueError(f"got {len(projected_curves)} curves but {len(widths_px)} stroke widths")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"SVG size must be positive, got {width}x{height}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
+    paths = []
+    for i, (curve, w) in enumerate(zip(projected_curves, widths_px, strict=True)):
+        points = as_numpy(curve)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"projected curve {i} must have shape [M, 2], got {points.shape}")
+        w = float(w)
+        if not (w > 0 and math.isfinite(w)):
+            continue
+        runs = _runs(points)
+        if not runs:
+            continue
+        lo, hi = np.min([r.min(0) for r in runs], 0) - w / 2, np.max([r.max(0) for r in runs], 0) + w / 2
+        if hi[0] < 0 or hi[1] < 0 or lo[0] > width or lo[1] > height:
+            continue
+        d = " ".join("M " + " L ".join(f"{x:.3f} {y:.3f}" for x, y in run.tolist()) for run in runs)
+        paths.append(f'  <path d="{d}" stroke-width="{w:.4g}"/>')
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill={quoteattr(_hex(background))}/>',
+        f'<g fill="none" stroke={quoteattr(_hex(stroke_color))} stroke-opacity="{opacity:.4g}" '
+        'stroke-linecap="round" stroke-linejoin="round">',
+        *paths,
+        "</g>",
+        "</svg>",
+    ]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(paths)
+
+
+def write_sketch_svg(
+    path: PathLike,
+    sketch: Sketch,
+    viewmat: Float[Tensor, "4 4"],
+    K: Float[Tensor, "3 3"],
+    width: int,
+    height: int,
+    samples_per_curve: int = 100,
+    near_plane: float = 0.01,
+) -> int:
+    """Draw ``sketch`` as seen by one camera into an SVG (see :func:`write_svg`).
+
+    Curves are sampled evenly in arc length in the normalised frame and projected with
+    :func:`~nerfstudio_clipsketch.cameras.project_points`;
+    samples closer than ``near_plane`` lift the pen (the stroke stops at the last sample in front, it is not clipped
+    exactly at the plane). Each path's width is the world stroke width projected at the mean depth of its drawn
+    samples, ``sqrt(fx fy) * stroke_width / depth``, and paths are written far to near.
+
+    Args:
+        path: Output file.
+        sketch: The sketch.
+        viewmat: OpenCV world-to-camera matrix of the camera, normalised frame (:func:`cameras.get_viewmats`).
+        K: Pinhole intrinsics for a ``width`` x ``height`` image.
+        width, height: Image size in pixels.
+        samples_per_curve: Polyline points per curve.
+        near_plane: Samples with camera depth at most this are not drawn.
+
+    Returns:
+        The number of ``<path>`` elements written.
+    """
+    points = sketch.polylines(samples_per_curve, frame="normalised")
+    num_curves = points.shape[0]
+    pixels, depths = project_points(points.reshape(-1, 3), viewmat[None].to(points), K[None].to(points), near_plane)
+    pixels = as_numpy(pixels[0]).reshape(num_curves, samples_per_curve, 2)
+    depths = as_numpy(depths[0]).reshape(num_curves, samples_per_curve)
+    in_front = depths > near_plane
+    pixels[~in_front] = np.nan
+    count = in_front.sum(1)
+    mean_depth = np.where(count > 0, (depths * in_front).sum(1) / np.maximum(count, 1), np.inf)
+    K_np = as_numpy(K)
+    widths = math.sqrt(K_np[0, 0] * K_np[1, 1]) * sketch.stroke_width / mean_depth
+    order = np.argsort(-mean_depth, kind="stable")
+    return write_svg(
+        path,
+        [pixels[i] for i in order],
+        [float(widths[i]) for i in order],
+        width,
+        height,
+        sketch.stroke_color,
+        sketch.background,
+        opacity=sketch.opacity,
+    )

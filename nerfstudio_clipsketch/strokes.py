@@ -1,0 +1,150 @@
+"""How strokes look: colours, and the stroke width's units.
+
+Colours are parsed by :func:`parse_color`; ``auto`` strokes contrast with the background (:func:`contrasting_color`).
+A stroke's width has one unit outside this module, *stroke pixels* (``--pipeline.model.stroke-width``), and one
+inside the renderers, the standard deviation ``sigma`` of the Gaussians that draw it, in world units. They are
+converted here and nowhere else: :func:`world_per_stroke_pixel` says how many world units one stroke pixel is for
+a set of training cameras, and :func:`stroke_sigma` turns a full width at half opacity (``2 sqrt(2 ln 2) sigma``)
+into ``sigma``; :class:`StrokeStyle` holds a model's width and colours. A saved
+:class:`~nerfstudio_clipsketch.sketch.Sketch` stores the full width in world units.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Optional, Union
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+"""Full width at half maximum of a Gaussian, in standard deviations."""
+
+
+def stroke_sigma(width: Union[float, Tensor]) -> Union[float, Tensor]:
+    """Standard deviation of the Gaussians that draw a stroke ``width`` wide (its full width at half opacity, for an
+    opaque stroke: ``2 sqrt(2 ln 2) sigma``), in the same units."""
+    return width / FWHM_PER_SIGMA
+
+
+def world_per_stroke_pixel(distance: float, focal: float) -> float:
+    """World units per stroke pixel: the size of one pixel at ``distance`` from a camera of focal length ``focal``
+    (pixels), i.e. at the scene centre seen from the median training camera."""
+    return distance / focal
+
+
+NAMED_COLORS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
+
+
+def parse_color(value: str, what: str) -> Optional[tuple[float, float, float]]:
+    """``auto`` → None; ``black``/``white``; ``#rrggbb``; or three floats in [0, 1] like ``0.1,0.2,0.3``.
+
+    Raises:
+        ValueError: naming ``what``, the value, and the forms allowed.
+    """
+    text = value.strip().lower()
+    if text == "auto":
+        return None
+    if text in NAMED_COLORS:
+        return NAMED_COLORS[text]
+    if re.fullmatch(r"#[0-9a-f]{6}", text):
+        return tuple(int(text[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
+    try:
+        rgb = tuple(float(p) for p in re.split(r"[,\s]+", text))
+    except ValueError:
+        rgb = ()
+    if len(rgb) == 3 and all(0.0 <= c <= 1.0 for c in rgb):
+        return rgb  # type: ignore[return-value]
+    raise ValueError(
+        f"Cannot read {what} {value!r}: use 'auto', 'black', 'white', '#rrggbb' or three numbers in [0, 1] "
+        "like '0.1,0.2,0.3'."
+    )
+
+
+def contrasting_color(background: Float[Tensor, "3"]) -> Float[Tensor, "3"]:
+    """Black strokes on a light background, white ones on a dark one (by luma)."""
+    light = (background * torch.tensor([0.299, 0.587, 0.114], device=background.device)).sum() > 0.5
+    return torch.where(light, torch.zeros(3, device=background.device), torch.ones(3, device=background.device))
+
+
+def check_rgb(value: Sequence[float], name: str) -> tuple[float, float, float]:
+    rgb = tuple(float(c) for c in value)
+    if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
+        raise ValueError(f"{name} must be three floats in [0, 1], got {value!r}")
+    return rgb  # type: ignore[return-value]
+
+
+class StrokeStyle(nn.Module):
+    """How a model's strokes look, as persistent buffers (a checkpoint restores them exactly): the width in stroke
+    pixels (the unit of ``--pipeline.model.stroke-width`` and of the viewer's slider) beside the size of one stroke
+    pixel in world units, which the training cameras fix (:meth:`fit`), the stroke colour, the background and the
+    opacity. :meth:`sigma` is the one place the width becomes the Gaussians' standard deviation.
+
+    Args:
+        width: stroke width in stroke pixels.
+        color, background: ``auto`` or a colour :func:`parse_color` reads; ``auto`` strokes contrast with the
+            background, an ``auto`` background is the data's (white until :meth:`fit`).
+        opacity: peak opacity of the stroke Gaussians.
+        world_per_px: world units per stroke pixel until :meth:`fit` sets it from the cameras.
+    """
+
+    def __init__(self, width: float, color: str, background: str, opacity: float, world_per_px: float) -> None:
+        super().__init__()
+        self._color = parse_color(color, "stroke colour")
+        self._background = parse_color(background, "background colour")
+        self.opacity = float(opacity)
+        self.register_buffer("width_px", torch.tensor(float(width)))
+        self.register_buffer("world_per_px", torch.tensor(float(world_per_px)))
+        self.register_buffer("background", torch.tensor(self._background or NAMED_COLORS["white"]))
+        self.register_buffer("color", self._stroke_color())
+
+    def _stroke_color(self) -> Tensor:
+        if self._color is not None:
+            return torch.tensor(self._color, device=self.background.device)
+        return contrasting_color(self.background)
+
+    @torch.no_grad()
+    def fit(self, world_per_px: float, background: Optional[Tensor] = None) -> None:
+        """Fix what the data decides: the world size of a stroke pixel, and the data's background colour (unless a
+        colour was set explicitly), with the stroke colour contrasting with it."""
+        self.world_per_px.fill_(world_per_px)
+        if self._background is None and background is not None:
+            self.background.copy_(background.to(self.background))
+        self.color.copy_(self._stroke_color())
+
+    def width(self) -> float:
+        """The stroke width, in stroke pixels."""
+        return float(self.width_px)
+
+    @torch.no_grad()
+    def set_width(self, width: float) -> None:
+        """Draw strokes ``width`` stroke pixels wide from now on."""
+        if not width > 0:
+            raise ValueError(f"stroke width must be positive (pixels), got {width}")
+        self.width_px.fill_(width)
+
+    def world_width(self) -> Tensor:
+        """Full width at half opacity of a stroke, in world units."""
+        return self.width_px * self.world_per_px
+
+    def sigma(self) -> Tensor:
+        """Standard deviation of the stroke Gaussians, in world units (a tensor: no host sync in a training step)."""
+        return stroke_sigma(self.world_width())
+
+
+def stroke_gaussians(
+    means: Float[Tensor, "num_gaussians 3"],
+    sigma: Union[float, Tensor],
+    opacity: float,
+    color: Union[Sequence[float], Tensor],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The Gaussians that draw strokes through ``means``: ``(means, scales, opacities, colors)`` with one ``sigma``,
+    ``opacity`` and ``color`` for all, ready for :func:`nerfstudio_clipsketch.rendering.render`."""
+    n, like = means.shape[0], dict(device=means.device, dtype=means.dtype)
+    scales = torch.as_tensor(sigma, **like).expand(n)
+    opacities = torch.full((n,), float(opacity), **like)
+    colors = torch.as_tensor(color, **like).expand(n, 3)
+    return means, scales, opacities, colors
