@@ -3,7 +3,8 @@
 The loss is CLIPasso's (Vinker et al. 2022): the L2 distance between intermediate activations of the sketch and of
 the target (the "geometric" terms, one per layer, weighted), plus ``1 - cos`` between their final embeddings (the
 "semantic" term), averaged over the un-augmented pair and ``num_augmentations`` random perspective + crop
-augmentations applied identically to sketch and target.
+augmentations applied identically to sketch and target, at CLIP's input size (both images are first brought to it by
+CLIP's own preprocessing, so the loss does not depend on the photos' resolution).
 
 One open_clip model is built once per :class:`ClipGuidance`, frozen and in eval mode. It is deliberately not an
 ``nn.Module`` attribute of the nerfstudio model, so it is in no optimiser group and not written to checkpoints.
@@ -17,7 +18,7 @@ import math
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Hashable, List, Optional, Sequence, Tuple, Type
+from typing import Dict, Hashable, List, Literal, Optional, Sequence, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,22 @@ logger = logging.getLogger(__name__)
 
 HUB_HOST = ("huggingface.co", 443)
 RANDOM_WEIGHTS_SEED = 0
+
+
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype a precision setting means on ``device`` (None: fp32, no autocast)."""
+    if precision == "fp32" or (precision == "auto" and device.type not in ("cpu", "cuda")):
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_amx_tile_supported", lambda: False
+    )()
+    return torch.bfloat16 if native_bf16 else None
 
 
 class ClipGuidanceError(ValueError):
@@ -65,6 +82,11 @@ class ClipGuidanceConfig(InstantiateConfig):
     """Distortion scale of the random perspective augmentation (torchvision's RandomPerspective)."""
     crop_scale: float = 0.8
     """Area of the random square crop, as a fraction of the (square) image."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Arithmetic of CLIP's forward and backward passes (autocast; the loss itself is summed in fp32). 'auto': bf16 on
+    CPUs with native bf16 (AVX512-BF16 or AMX) and on CUDA GPUs that have it, fp16 on other CUDA GPUs, fp32 elsewhere."""
+    channels_last: bool = True
+    """Keep convolutional CLIP models (the ResNets) and their inputs in channels-last memory layout."""
 
 
 def _looks_like_path(value: str) -> bool:
@@ -217,6 +239,10 @@ class ClipGuidance:
                 )
         self.model = model.eval().requires_grad_(False).to(device)
         visual = self.model.visual
+        self.channels_last = config.channels_last and not hasattr(visual, "transformer")
+        if self.channels_last:
+            visual.to(memory_format=torch.channels_last)
+        self.autocast_dtype = autocast_dtype(config.precision, torch.device(device))
         pre = getattr(visual, "preprocess_cfg", {}) or {}
         size = pre.get("size", getattr(visual, "image_size", 224))
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -244,6 +270,7 @@ class ClipGuidance:
 
     def to(self, device: torch.device | str) -> "ClipGuidance":
         self.model.to(device)
+        self.autocast_dtype = autocast_dtype(self.config.precision, torch.device(device))
         self.mean, self.std = self.mean.to(device), self.std.to(device)
         self._target_cache = {
             k: ([f.to(device) for f in layers], fc.to(device)) for k, (layers, fc) in self._target_cache.items()
@@ -257,14 +284,19 @@ class ClipGuidance:
         return 5 if hasattr(visual, "layer4") else len(getattr(visual, "stages", [None] * 4)) + 1
 
     def encode(self, images: Float[Tensor, "B 3 S S"]) -> Tuple[List[Tensor], Tensor]:
-        """Intermediate activations at the weighted layers, and the final embedding, of images in [0, 1]."""
+        """Intermediate activations at the weighted layers, and the final embedding, of images in [0, 1] (fp32,
+        whatever precision CLIP runs in)."""
         x = (images - self.mean) / self.std
-        if not self.layers:
-            return [], self.model.visual(x)
-        # All layers, not stop_early: open_clip 2.32's ResNet truncates its blocks when stop_early is False.
-        out = self.model.visual.forward_intermediates(x, indices=None, intermediates_only=False)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        dtype = self.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            if not self.layers:
+                return [], self.model.visual(x).float()
+            # All layers, not stop_early: open_clip 2.32's ResNet truncates its blocks when stop_early is False.
+            out = self.model.visual.forward_intermediates(x, indices=None, intermediates_only=False)
         inter = out["image_intermediates"]
-        return [inter[i] for i in self.layers], out["image_features"]
+        return [inter[i].float() for i in self.layers], out["image_features"].float()
 
     def _targets(
         self, target: Float[Tensor, "V 3 S S"], keys: Optional[Sequence[Hashable]]
@@ -305,9 +337,11 @@ class ClipGuidance:
         if target_keys is not None and len(target_keys) != sketch.shape[0]:
             raise ValueError(f"{len(target_keys)} target keys for {sketch.shape[0]} views")
         size = self.image_size
-        s = sketch.permute(0, 3, 1, 2).to(self.mean.dtype)
-        t = target.permute(0, 3, 1, 2).to(self.mean.dtype)
-        sketches = [center_resize(s, size)]
+        # Everything from here on happens at CLIP's input size, augmentations included (as CLIPasso's 224-pixel
+        # images): the loss does not depend on the photos' resolution, nor do the augmentations' random draws.
+        s = center_resize(sketch.permute(0, 3, 1, 2).to(self.mean.dtype), size)
+        t = center_resize(target.permute(0, 3, 1, 2).to(self.mean.dtype), size)
+        sketches = [s]
         aug_targets = []
         num_aug = self.config.num_augmentations if augment else 0
         if num_aug:
@@ -315,9 +349,7 @@ class ClipGuidance:
             both = torch.cat([s, t], dim=0)
             V = s.shape[0]
             for _ in range(num_aug):
-                aug = sample_augmentation(
-                    s.shape[-2], s.shape[-1], self.config.perspective_distortion, self.config.crop_scale, gen
-                )
+                aug = sample_augmentation(size, size, self.config.perspective_distortion, self.config.crop_scale, gen)
                 out = apply_augmentation(both, aug, size)
                 sketches.append(out[:V])
                 aug_targets.append(out[V:])
@@ -325,7 +357,7 @@ class ClipGuidance:
         # One batched forward for every sketch view and augmentation; the augmented targets go through a second,
         # gradient-free one: in the same batch, CLIP's backward would also run over them (30 % slower on the CPU).
         layers, fc = self.encode(torch.cat(sketches, dim=0))
-        t_layers, t_fc = self._targets(center_resize(t, size), target_keys)
+        t_layers, t_fc = self._targets(t, target_keys)
         if num_aug:
             with torch.no_grad():
                 aug_layers, aug_fc = self.encode(torch.cat(aug_targets, dim=0))

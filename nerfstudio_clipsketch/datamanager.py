@@ -21,6 +21,10 @@ class ClipSketchDataManagerConfig(FullImageDatamanagerConfig):
     dataparser: AnnotatedDataParserUnion = field(default_factory=ClipSketchDataParserConfig)
     views_per_step: int = 1
     """Training views rendered and compared with CLIP in each step (one batched CLIP forward)."""
+    max_image_size: int = 448
+    """Training images whose longer side exceeds this many pixels are scaled down to it once, with their cameras.
+    CLIP looks at 224 pixels and stroke widths are a share of the view, so larger photos would only cost time.
+    0 keeps them as they are."""
 
 
 class ClipSketchDataManager(FullImageDatamanager):
@@ -28,6 +32,15 @@ class ClipSketchDataManager(FullImageDatamanager):
     ``[V, H, W, C]`` and ``batch["image_idx"]`` lists the ``V`` view indices, for one view as for several."""
 
     config: ClipSketchDataManagerConfig
+
+    def create_train_dataset(self):
+        """The training images, scaled down to ``max_image_size`` (and their cameras with them) if larger."""
+        cameras = self.train_dataparser_outputs.cameras
+        scale = self.config.camera_res_scale_factor
+        longest = float(torch.maximum(cameras.width, cameras.height).max()) * scale
+        if 0 < self.config.max_image_size < longest:
+            scale *= self.config.max_image_size / longest
+        return self.dataset_type(dataparser_outputs=self.train_dataparser_outputs, scale_factor=scale)
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         views = self.config.views_per_step

@@ -32,6 +32,10 @@ from nerfstudio_clipsketch.viewer import SketchSplines
 
 logger = logging.getLogger(__name__)
 
+DOTTED_SPACING = 1.5
+"""Gaussians further apart than this many standard deviations leave visible gaps in a stroke."""
+
+
 class ClipSketchConfigError(ValueError):
     """A clipsketch model setting that cannot be used."""
 
@@ -45,12 +49,14 @@ class ClipSketchModelConfig(ModelConfig):
     """Number of strokes in the sketch."""
     curve_degree: int = 3
     """Degree of each Bézier curve (3: cubic)."""
-    gaussians_per_curve: int = 64
-    """Gaussians sampled along each curve, evenly in arc length. Enough that neighbours overlap at the stroke
-    width; a warning says when curves grow too long for it."""
+    gaussians_per_curve: int = 128
+    """Gaussians per curve on average: the sketch has num_curves times this many, shared among the curves in
+    proportion to their lengths and spaced evenly in arc length (re-spaced every resample_every steps), so that
+    strokes stay solid however long a curve grows. A warning says when the sketch outgrows them."""
     stroke_width: float = 2.0
-    """Stroke width in pixels, for a stroke at the scene centre seen from the median training camera at training
-    resolution (strokes are 3D, so nearer ones look wider)."""
+    """Stroke width in pixels of a 224-pixel view (the shorter image side; CLIP's input size), for a stroke at the
+    scene centre seen from the median training camera: the same share of the view whatever the photos' resolution
+    (strokes are 3D, so nearer ones look wider)."""
     stroke_color: str = "auto"
     """Stroke colour: 'auto' (dark on light backgrounds, light on dark), 'black', 'white', '#rrggbb' or 'r,g,b'."""
     stroke_opacity: float = 1.0
@@ -121,7 +127,11 @@ class ClipSketchModel(Model):
         self.control_points = nn.Parameter(
             sphere_init(cfg.num_curves, cfg.curve_degree, torch.zeros(3), 0.25, 0.05, self.generator)
         )
-        self.register_buffer("t_samples", curves.arc_length_parameters(self.control_points, cfg.gaussians_per_curve))
+        # Where the Gaussians sit: sample k is curve sample_curve[k] at parameter sample_t[k]. Derived from the curves
+        # between steps (resample_gaussians), so not saved: a checkpoint's sketch is re-spaced when loaded.
+        budget = cfg.num_curves * cfg.gaussians_per_curve
+        self.register_buffer("sample_curve", torch.zeros(budget, dtype=torch.long), persistent=False)
+        self.register_buffer("sample_t", torch.zeros(budget), persistent=False)
         self.style = StrokeStyle(
             cfg.stroke_width, cfg.stroke_color, cfg.background_color, cfg.stroke_opacity, 0.01 * float(self.unit)
         )
@@ -134,9 +144,11 @@ class ClipSketchModel(Model):
             self.world_control_points, cfg.num_curves, self.style.width, self.style.set_width
         )
         self.viewer_curves_show, self.viewer_curves_width, self.viewer_stroke_width = self.sketch_splines.elements
+        self.resample_gaussians()
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.resample_gaussians()
         self.sketch_splines.sync()  # the viewer's slider shows the loaded width, not the config's
         return result
 
@@ -161,11 +173,12 @@ class ClipSketchModel(Model):
         except InitialisationError as e:
             raise ClipSketchConfigError(str(e)) from e
         focal = float(cameras.fx.reshape(-1).float().median())
-        self.style.fit(world_per_stroke_pixel(start.distance, focal), background)
+        short_side = float(torch.minimum(cameras.width, cameras.height).reshape(-1).float().median())
+        self.style.fit(world_per_stroke_pixel(start.distance, focal, short_side), background)
         self.anchor.copy_(start.centre)
         self.unit.fill_(start.distance)
         self.control_points.data.copy_(start.control_points.to(self.control_points))
-        self.t_samples.copy_(curves.arc_length_parameters(self.control_points, cfg.gaussians_per_curve))
+        self.resample_gaussians()
         logger.info(
             "clipsketch: %d curves (%s init), stroke sigma %.4g world units, background %s",
             cfg.num_curves,
@@ -193,7 +206,7 @@ class ClipSketchModel(Model):
 
     @property
     def num_gaussians(self) -> int:
-        return self.config.num_curves * self.config.gaussians_per_curve
+        return self.control_points.shape[0] * self.config.gaussians_per_curve
 
     def world_control_points(self) -> Float[Tensor, "num_curves degree_plus_one 3"]:
         """The curves' control points in nerfstudio's (normalised) world frame."""
@@ -201,7 +214,7 @@ class ClipSketchModel(Model):
 
     def gaussians(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Means ``[N, 3]``, scales ``[N]``, opacities ``[N]`` and colours ``[N, 3]`` of the stroke Gaussians."""
-        means = curves.evaluate(self.world_control_points(), self.t_samples).reshape(-1, 3)
+        means = curves.evaluate_at(self.world_control_points(), self.sample_curve, self.sample_t)
         return stroke_gaussians(means, self.style.sigma(), self.style.opacity, self.style.color)
 
     def sketch(self, dataparser_transform: Optional[Tensor] = None, dataparser_scale: float = 1.0) -> Sketch:
@@ -317,18 +330,23 @@ class ClipSketchModel(Model):
             self.train(was_training)
 
     @torch.no_grad()
-    def resample_gaussians(self, step: int) -> None:
-        """Re-space the Gaussians evenly in arc length along the moved curves (between steps: free to sync), and say
-        once if a curve has grown so long that its Gaussians no longer overlap (the stroke would look dotted)."""
-        self.t_samples.copy_(curves.arc_length_parameters(self.control_points, self.config.gaussians_per_curve))
-        spacing = self.unit * curves.curve_lengths(self.control_points).max() / (self.config.gaussians_per_curve - 1)
+    def resample_gaussians(self, step: Optional[int] = None) -> None:
+        """Share the Gaussians among the curves by length and re-space them evenly in arc length along the moved
+        curves (between steps: free to sync), and say once if the sketch has grown so long that neighbouring
+        Gaussians no longer overlap (its strokes would look dotted)."""
+        world = self.world_control_points()
+        lengths = curves.curve_lengths(world)
+        counts = curves.allocate_samples(lengths, self.num_gaussians).to(world.device)
+        # Reassigning registered buffers keeps them buffers, also when the number of curves changed.
+        self.sample_curve, self.sample_t = curves.arc_length_samples(world, counts)
         sigma = self.style.sigma()
-        if not self._warned_dotted and bool(spacing > 2.0 * sigma):
+        spacing = (lengths / (counts - 1)).max()
+        if step is not None and not self._warned_dotted and bool(spacing > DOTTED_SPACING * sigma):
             self._warned_dotted = True
-            needed = int(torch.ceil(spacing / sigma * (self.config.gaussians_per_curve - 1) / 2.0)) + 1
+            needed = int(lengths.sum() / (sigma * self.config.num_curves)) + 2
             CONSOLE.log(
-                f"[yellow]clipsketch: at step {step} the longest curve's Gaussians are {float(spacing):.3g} apart, "
-                f"more than twice their size ({float(sigma):.3g}): its stroke looks dotted. "
+                f"[yellow]clipsketch: at step {step} the sketch's Gaussians are up to {float(spacing):.3g} apart, more "
+                f"than {DOTTED_SPACING:g} times their size ({float(sigma):.3g}): the sketch looks dotted. "
                 f"Use --pipeline.model.gaussians-per-curve {needed} or more."
             )
 

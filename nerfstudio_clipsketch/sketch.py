@@ -156,9 +156,10 @@ class Sketch:
         return sample_curves(cp, samples_per_curve).reshape(self.num_curves, samples_per_curve, 3)
 
     def gaussians(self, samples_per_curve: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The Gaussians that draw the sketch in the normalised frame, ``samples_per_curve`` per curve evenly in arc
-        length: ``(means [N, 3], scales [N], opacities [N], colors [N, 3])``, ``N = num_curves * samples_per_curve``."""
-        means = self.polylines(samples_per_curve, frame="normalised").reshape(-1, 3)
+        """The Gaussians that draw the sketch in the normalised frame, as a model places them: ``num_curves *
+        samples_per_curve`` in all, shared among the curves by length and spaced evenly in arc length:
+        ``(means [N, 3], scales [N], opacities [N], colors [N, 3])``, grouped by curve."""
+        means = sample_curves(self.control_points.detach(), samples_per_curve, by_length=True)
         return stroke_gaussians(means, stroke_sigma(self.stroke_width), self.opacity, self.stroke_color)
 
     def to_json(self, path: PathLike) -> None:

@@ -1,12 +1,14 @@
 """How strokes look: colours, and the stroke width's units.
 
 Colours are parsed by :func:`parse_color`; ``auto`` strokes contrast with the background (:func:`contrasting_color`).
-A stroke's width has one unit outside this module, *stroke pixels* (``--pipeline.model.stroke-width``), and one
-inside the renderers, the standard deviation ``sigma`` of the Gaussians that draw it, in world units. They are
-converted here and nowhere else: :func:`world_per_stroke_pixel` says how many world units one stroke pixel is for
-a set of training cameras, and :func:`stroke_sigma` turns a full width at half opacity (``2 sqrt(2 ln 2) sigma``)
-into ``sigma``; :class:`StrokeStyle` holds a model's width and colours. A saved
-:class:`~nerfstudio_clipsketch.sketch.Sketch` stores the full width in world units.
+
+A stroke's width has one unit outside this module, *stroke pixels* (``--pipeline.model.stroke-width``): pixels of the
+view drawn 224 pixels across its shorter side, as CLIP sees it, so that strokes take the same share of the view
+whatever the photos' resolution. Inside the renderers it is the standard deviation ``sigma`` of the Gaussians that
+draw the stroke, in world units. The two are converted here and nowhere else: :func:`world_per_stroke_pixel` says how
+many world units one stroke pixel is for a set of training cameras, and :func:`stroke_sigma` turns a full width at
+half opacity (``2 sqrt(2 ln 2) sigma``) into ``sigma``; :class:`StrokeStyle` holds a model's width and colours. A
+saved :class:`~nerfstudio_clipsketch.sketch.Sketch` stores the full width in world units.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ def stroke_sigma(width: Union[float, Tensor]) -> Union[float, Tensor]:
     return width / FWHM_PER_SIGMA
 
 
-def world_per_stroke_pixel(distance: float, focal: float) -> float:
-    """World units per stroke pixel: the size of one pixel at ``distance`` from a camera of focal length ``focal``
-    (pixels), i.e. at the scene centre seen from the median training camera."""
-    return distance / focal
+REFERENCE_VIEW_PIXELS = 224
+"""Stroke pixels are pixels of a view this many pixels across its shorter side (CLIP's input size)."""
+
+
+def world_per_stroke_pixel(distance: float, focal: float, short_side: float) -> float:
+    """World units per stroke pixel at ``distance`` from a camera of focal length ``focal`` (pixels) whose images are
+    ``short_side`` pixels across: one pixel of the same view drawn :data:`REFERENCE_VIEW_PIXELS` pixels across,
+    whatever the photos' resolution (at the scene centre seen from the median training camera)."""
+    return distance / focal * short_side / REFERENCE_VIEW_PIXELS
 
 
 NAMED_COLORS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}

@@ -147,3 +147,46 @@ def test_weights_from_a_local_file(tiny_clip_config, tmp_path):
     loaded = config.setup()
     for (name, p), q in zip(model.state_dict().items(), loaded.model.state_dict().values()):
         torch.testing.assert_close(p, q, msg=name)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_matches_fp32_within_tolerance(tiny_clip_config, precision):
+    """Each loss term within 2 % of the total loss, and the gradient on the sketch pointing the same way (cosine >
+    0.99). (The tiny random CLIP's embeddings are all alike, so its cosine term sits at bf16's resolution: terms are
+    compared with the total, not each with itself.)"""
+    import dataclasses
+
+    from nerfstudio_clipsketch.clip_guidance import ClipGuidance, ClipGuidanceConfig
+
+    if precision == "fp16" and not torch.cuda.is_available():
+        pytest.skip("fp16 autocast is for CUDA; the CPU's reduced precision is bf16")
+    base = ClipGuidanceConfig(
+        model_name=tiny_clip_config.stem, pretrained="none", model_config=tiny_clip_config,
+        layer_weights=(0.0, 1.0, 1.0, 1.0, 0.0), num_augmentations=2, precision="fp32",
+    )
+    sketch, target = images(n=3, size=48, seed=1), images(n=3, size=48, seed=2)
+    results = []
+    for config in (base, dataclasses.replace(base, precision=precision)):
+        torch.manual_seed(0)
+        guidance = ClipGuidance(config)
+        drawn = sketch.clone().requires_grad_(True)
+        losses = guidance.loss(drawn, target, generator=torch.Generator().manual_seed(3))
+        total(losses).backward()
+        results.append(({k: float(v.detach()) for k, v in losses.items()}, drawn.grad.flatten()))
+    (fp32, grad32), (reduced, grad_reduced) = results
+    assert guidance.autocast_dtype is not None
+    for name in fp32:
+        assert abs(reduced[name] - fp32[name]) < 0.02 * sum(fp32.values()), (name, fp32, reduced)
+    assert float(torch.nn.functional.cosine_similarity(grad32, grad_reduced, dim=0)) > 0.99
+
+
+def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
+    from nerfstudio_clipsketch.clip_guidance import autocast_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    assert autocast_dtype("fp32", torch.device("cpu")) is None
+    assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16

@@ -15,7 +15,7 @@ import yaml
 from nerfstudio.utils.eval_utils import eval_setup
 
 from nerfstudio_clipsketch.cameras import from_dataset_coordinates
-from nerfstudio_clipsketch.curves import arc_length_parameters, curve_lengths, sample_curves
+from nerfstudio_clipsketch.curves import curve_lengths, sample_curves
 from nerfstudio_clipsketch.dataparsers.builtin import load_ground_truth_curves
 from nerfstudio_clipsketch.evaluation.metrics import bbox_diagonal
 from nerfstudio_clipsketch.evaluation.report import MetricOptions, evaluate_sketch
@@ -103,7 +103,7 @@ def draw_curves(pipeline, dataset_control_points: torch.Tensor) -> None:
     outputs = pipeline.datamanager.train_dataparser_outputs
     world = from_dataset_coordinates(dataset_control_points, outputs.dataparser_transform, outputs.dataparser_scale)
     model.control_points.data = ((world - model.anchor) / model.unit).to(model.control_points)
-    model.t_samples = arc_length_parameters(model.control_points, model.config.gaussians_per_curve)
+    model.resample_gaussians()
 
 
 def ground_truth(pipeline) -> dict:

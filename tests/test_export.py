@@ -14,6 +14,7 @@ import torch
 
 from nerfstudio_clipsketch import sketch as sketch_module
 from nerfstudio_clipsketch.cameras import get_viewmats, project_points
+from nerfstudio_clipsketch.curves import allocate_samples, curve_lengths
 from nerfstudio_clipsketch.exporters.files import (
     write_mesh_obj,
     write_mesh_ply,
@@ -164,10 +165,13 @@ def test_sketch_gaussians_follow_the_curves():
     torch.testing.assert_close(scales, torch.full((80,), stroke_sigma(0.03)))
     torch.testing.assert_close(opacities, torch.full((80,), 0.9))
     torch.testing.assert_close(colors, torch.tensor([[0.1, 0.2, 0.3]]).expand(80, 3))
-    per_curve = means.reshape(5, 16, 3)
-    # A Bézier curve passes through its first and last control points.
-    torch.testing.assert_close(per_curve[:, 0], sketch.control_points[:, 0])
-    torch.testing.assert_close(per_curve[:, -1], sketch.control_points[:, -1])
+    # Shared by length, grouped by curve, each curve from its first to its last control point (where a Bézier curve
+    # starts and ends): the Gaussians of each curve are where the curve is.
+    counts = allocate_samples(curve_lengths(sketch.control_points), 80)
+    starts = torch.cumsum(counts, 0) - counts
+    torch.testing.assert_close(means[starts], sketch.control_points[:, 0])
+    torch.testing.assert_close(means[starts + counts - 1], sketch.control_points[:, -1])
+    assert counts.min() >= 2 and counts.max() > counts.min()  # longer curves get more
 
 
 def _dataset_endpoints(sketch: Sketch) -> tuple[np.ndarray, np.ndarray]:

@@ -62,8 +62,9 @@ def test_json_redraws_the_trained_model(exported, pipeline):
 
     The JSON stores curves and stroke style, not where along each curve the model's Gaussians sit at the saved step:
     the model re-spaces them evenly in arc length only every ``resample_every`` steps (between two re-spacings the
-    images differ by up to ~0.15 per pixel on this run). So the model is re-spaced first; then both sides put
-    ``gaussians_per_curve`` Gaussians at the same curve parameters with the same sigma, opacity, colours, background
+    images differ by up to ~0.15 per pixel on this run). So the model is re-spaced first; then both sides share
+    ``num_curves * gaussians_per_curve`` Gaussians among the curves by length and put them at the same curve
+    parameters with the same sigma, opacity, colours, background
     and eps2d. Control points reload bit for bit (``repr`` floats), and sigma -> width -> sigma costs an ulp, so the
     renders agree to float round-off: atol 1e-5 is far below one 8-bit level (4e-3), yet any error in the frame,
     the width conversion, the colours or the opacity moves inked pixels by much more than that.
@@ -77,13 +78,13 @@ def test_json_redraws_the_trained_model(exported, pipeline):
     assert sketch.background == tuple(model.style.background.tolist())
 
     cameras = pipeline.datamanager.train_dataset.cameras[:2]
-    stale = model.t_samples.clone()
+    stale = model.sample_curve, model.sample_t
     try:
-        model.resample_gaussians(0)
+        model.resample_gaussians()
         with torch.no_grad():
             expected = model.get_outputs(cameras)
     finally:
-        model.t_samples.copy_(stale)
+        model.sample_curve, model.sample_t = stale
     means, scales, opacities, colors = sketch.gaussians(model.config.gaussians_per_curve)
     drawn = render(
         means,

@@ -33,13 +33,29 @@ def test_only_control_points_are_learned_and_clip_is_not_saved(tiny_guidance):
     assert model.control_points.shape == (4, 4, 3)
 
 
-def test_stroke_width_in_pixels_at_the_scene_centre():
+def test_stroke_width_in_pixels_of_a_224_pixel_view_at_the_scene_centre():
     model = make_model(stroke_width=3.0)
-    cams = ring_cameras(radius=3.0, focal=60.0)
+    cams = ring_cameras(radius=3.0, focal=60.0, size=48)
     model.setup_from_data(cams)
     distance = cams.camera_to_worlds[:, :, 3].norm(dim=-1).median().item()  # the cameras look at the origin
-    # 3 px at that distance with a 60 px focal length: sigma = stroke_sigma(3) * distance / 60 world units.
-    assert model.style.sigma().item() == pytest.approx(stroke_sigma(3.0) * distance / 60.0, rel=1e-4)
+    # 3 px of a 224-px view at that distance, seen by a 48-px camera with a 60 px focal length: 3 * 48 / 224 of its
+    # pixels, each distance / 60 world units wide.
+    expected = stroke_sigma(3.0 * 48 / 224) * distance / 60.0
+    assert model.style.sigma().item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_strokes_take_the_same_share_of_the_view_at_any_resolution():
+    """The same cameras at 4x the resolution: the same world width, so the ink covers about the same share of the
+    image (sub-pixel strokes blur a little wider: 4 stroke pixels are 1.7 px of these 96-px views)."""
+    small, large = ring_cameras(size=96, focal=120.0), ring_cameras(size=384, focal=480.0)
+    models = []
+    for cams in (small, large):
+        model = make_model(stroke_width=4.0)
+        model.setup_from_data(cams, background=torch.ones(3))
+        models.append(model)
+    torch.testing.assert_close(models[0].style.sigma(), models[1].style.sigma())
+    ink = [m.get_outputs_for_camera(c[0:1])["accumulation"].mean().item() for m, c in zip(models, (small, large))]
+    assert ink[0] > 0.005 and ink[1] == pytest.approx(ink[0], rel=0.25), ink
 
 
 def test_sphere_init_is_around_the_point_the_cameras_look_at():
@@ -93,9 +109,13 @@ def test_resampling_keeps_gaussians_evenly_spaced(tiny_guidance):
         model.control_points[:, 1] += torch.tensor([0.3, 0.0, 0.0])  # bend every curve: the old spacing is stale
 
     def unevenness():
-        means = curves.evaluate(model.world_control_points().detach(), model.t_samples)
-        gaps = (means[:, 1:] - means[:, :-1]).norm(dim=-1)
-        return (gaps.std(dim=1) / gaps.mean(dim=1)).max().item()
+        means = curves.evaluate_at(model.world_control_points().detach(), model.sample_curve, model.sample_t)
+        worst = 0.0
+        for c in range(model.control_points.shape[0]):
+            points = means[model.sample_curve == c]
+            gaps = (points[1:] - points[:-1]).norm(dim=-1)
+            worst = max(worst, (gaps.std() / gaps.mean()).item())
+        return worst
 
     stale = unevenness()
     model.resample_gaussians(step=1)
@@ -149,7 +169,7 @@ def test_empty_pixels_are_far_for_the_viewer_depth():
 
 
 def test_a_warning_when_curves_outgrow_their_gaussians(capsys):
-    model = make_model(gaussians_per_curve=8)
+    model = make_model(gaussians_per_curve=32)
     model.setup_from_data(ring_cameras())
     model.resample_gaussians(step=1)
     assert "looks dotted" not in capsys.readouterr().out

@@ -126,8 +126,9 @@ def test_nerfstudio_viewer_finds_the_controls(tiny_guidance):
 def test_stroke_width_control_rescales_stroke_scale():
     model = make_model()
     model.setup_from_data(ring_cameras(), background=torch.ones(3))
-    world_per_pixel = float(model.style.sigma()) / stroke_sigma(2.0)  # camera distance / focal, fixed by the data
-    assert world_per_pixel == pytest.approx(math.sqrt(3.0**2 + 0.5**2) / 40.0, rel=1e-3)
+    world_per_pixel = float(model.style.sigma()) / stroke_sigma(2.0)  # fixed by the data's cameras
+    # A pixel of a 224-px view: 32 / 224 pixels of these 32-px cameras, each distance / focal world units.
+    assert world_per_pixel == pytest.approx(math.sqrt(3.0**2 + 0.5**2) / 40.0 * 32 / 224, rel=1e-3)
     element = model.viewer_stroke_width
     element.value = 5.0  # no GUI handle: sets the value the hook reads, as a GUI change would
     element.cb_hook(element)
