@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from nerfstudio_clipsketch.batch.contact_sheet import BEST_COLOUR, sheet_layout, write_contact_sheet
-from nerfstudio_clipsketch.batch.driver import BatchOptions, RayUnavailableError, import_ray, run_batch
+from nerfstudio_clipsketch.batch.driver import BatchOptions, RayUnavailableError, check_reachable, import_ray, run_batch
 from nerfstudio_clipsketch.batch.grid import BatchGrid, parse_sweep
 from nerfstudio_clipsketch.batch.progress import Progress, format_duration
 from nerfstudio_clipsketch.batch.results import eval_columns, final_losses, mark_best, write_tables
@@ -203,3 +203,17 @@ def test_bad_options_are_one_message_before_anything_runs(tmp_path, options, mes
     with pytest.raises(ScriptError, match=message):
         cli.main()
     assert not list(tmp_path.iterdir())
+
+
+def test_an_address_nothing_answers_at_fails_at_once():
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")
+        check_reachable(f"ray://127.0.0.1:{port}")
+    with pytest.raises(RayUnavailableError, match=f"Nothing answers at --address '127.0.0.1:{port}'"):
+        check_reachable(f"127.0.0.1:{port}")
+    check_reachable("auto")  # left to Ray

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,22 +175,41 @@ def _best(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, str]]:
 # Ray
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nothing listens at: ``ray.init`` would retry for minutes, printing warnings.
+    (``auto`` and other forms are left to Ray.)"""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RayUnavailableError(
+            f"Nothing answers at --address {address!r} ({e}); start a cluster there with `ray start --head`, or "
+            "leave out --address to run on this machine."
+        ) from e
+
+
 def start_ray(ray, options: RayOptions) -> None:
     """A local instance for this batch, or the cluster at ``options.address``."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if options.address is not None:
+        check_reachable(options.address)
     common = {"log_to_driver": False, "logging_level": "warning"}
-    if options.address is None:
-        ray.init(
-            address="local",
-            num_cpus=options.num_cpus,
-            include_dashboard=False,
-            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-            **common,
-        )
-        return
     try:
-        ray.init(address=options.address, **common)
-    except ConnectionError as e:
+        if options.address is None:
+            ray.init(
+                address="local",
+                num_cpus=options.num_cpus,
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                **common,
+            )
+        else:
+            ray.init(address=options.address, **common)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        if options.address is None:
+            raise RayUnavailableError(f"Cannot start a local Ray instance: {e}") from e
         raise RayUnavailableError(
             f"Cannot join the Ray cluster at {options.address!r} ({e}); start one with `ray start --head`, or leave "
             "out --address to run on this machine."
