@@ -1,0 +1,129 @@
+"""``clipsketch-batch`` on a local Ray instance limited to 2 CPUs, as a user runs it: a 2x2 sweep (two captures, two
+settings) of real ns-train runs with the tiny random CLIP, stopped with Ctrl-C once a run has finished, then rerun
+with a bad setting added. Minutes on two cores: marked ``slow``. Skipped only where Ray cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nerfstudio_clipsketch.batch.contact_sheet import EMPTY_COLOUR
+from tests.helpers import cli_env, console_text
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("ray", reason="clipsketch-batch runs on Ray, which cannot be installed on this platform")
+
+STEPS = 2
+BAD = "num_curves must be at least 1, got 0"
+
+
+def batch_command(captures, sweep: str, clip_config: Path, cache: Path, output_dir: Path) -> list:
+    """``clipsketch-batch`` over ``captures`` sweeping the number of curves: 2-step CPU runs with the tiny CLIP."""
+    return [
+        sys.executable, "-m", "nerfstudio_clipsketch.scripts.batch",
+        "--captures", *map(str, captures),
+        "--sweep", f"pipeline.model.num-curves={sweep}",
+        "--set",
+        f"max-num-iterations={STEPS}", "steps-per-save=1", "logging.steps-per-log=1",
+        "pipeline.model.gaussians-per-curve=24", "pipeline.model.stroke-width=3.0",
+        f"pipeline.model.clip.model-name={clip_config.stem}", f"pipeline.model.clip.model-config={clip_config}",
+        "pipeline.model.clip.pretrained=none", "pipeline.model.clip.layer-weights=0 1 1 1 0",
+        "pipeline.datamanager.dataparser.builtin-image-size=32",
+        f"pipeline.datamanager.dataparser.builtin-cache-dir={cache}",
+        "--output-dir", str(output_dir), "--num-cpus", "2", "--tile-size", "64",
+    ]  # fmt: skip
+
+
+def records(output_dir: Path) -> dict:
+    return {
+        p.parent.name + "@" + p.parents[2].name: json.loads(p.read_text())
+        for p in output_dir.glob("*/*/*/batch_run.json")
+    }
+
+
+def children_left(output_dir: Path) -> list:
+    """Processes still running with the batch folder on their command line (ns-train, clipsketch-eval)."""
+    left = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(output_dir).encode() in cmdline.read_bytes():
+                left.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return left
+
+
+def test_a_sweep_stopped_and_rerun_skips_finished_runs_and_a_bad_setting_fails_alone(
+    tiny_scene, tiny_clip_config, tmp_path
+):
+    out, cache = tmp_path / "batch", tmp_path / "cache"
+    captures = ["builtin", tiny_scene]
+
+    # 1. The 2x2 sweep, stopped with Ctrl-C as soon as one run has finished.
+    batch = subprocess.Popen(
+        batch_command(captures, "3,4", tiny_clip_config, cache, out),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 900
+    while not any(r["status"] == "finished" for r in records(out).values()):
+        assert batch.poll() is None and time.monotonic() < deadline, batch.communicate()[0][-3000:]
+        time.sleep(1)
+    batch.send_signal(signal.SIGINT)
+    output = console_text(batch.communicate(timeout=300)[0])
+    assert batch.returncode == 130, output[-3000:]
+    assert "Stopping" in output and "Traceback" not in output
+    if Path("/proc").is_dir():
+        assert not children_left(out)
+    stopped = json.loads((out / "results.json").read_text())
+    assert len(stopped["runs"]) == 4 and len(stopped["contact_sheet"]["tiles"]) == 4
+    finished = {f"{r['run']}@{r['capture']}" for r in stopped["runs"] if r["status"] == "finished"}
+    assert finished and {r["status"] for r in stopped["runs"]} <= {"finished", "stopped"}, stopped["runs"]
+    before = records(out)
+
+    # 2. The same sweep with a bad third value: finished runs are skipped, the others trained, the bad ones fail alone.
+    rerun = subprocess.run(
+        batch_command(captures, "3,4,0", tiny_clip_config, cache, out),
+        env=cli_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    output = console_text(rerun.stdout + rerun.stderr)
+    assert rerun.returncode == 1, output[-3000:]  # a run failed
+    assert f"6 runs in {out}: {len(finished)} finished (skipped)" in output
+    after = records(out)
+    for run in finished:
+        assert after[run]["attempts"] == before[run]["attempts"], run
+
+    document = json.loads((out / "results.json").read_text())
+    rows = document["runs"]
+    assert [(r["capture"], r["pipeline.model.num-curves"]) for r in rows] == [
+        (capture, n) for capture in ("builtin", tiny_scene.name) for n in ("3", "4", "0")
+    ]
+    for row in rows:
+        if row["pipeline.model.num-curves"] == "0":
+            assert row["status"] == "failed" and BAD in row["error"] and row["steps"] == 0, row
+            assert BAD in output
+        else:
+            assert row["status"] == "finished" and row["steps"] == STEPS and row["best"], row
+            assert math.isfinite(row["loss"]) and row["wall_time_s"] > 0
+            assert 0 <= row["eval.curves.f1@1%"] <= 1 and "eval.clip.similarity" in row  # ground-truth curves
+    assert (out / "results.csv").read_text().count("\n") == 1 + 6
+
+    sheet = document["contact_sheet"]
+    assert sheet["rows"] == ["builtin", tiny_scene.name] and len(sheet["columns"]) == 3 and len(sheet["tiles"]) == 6
+    pixels = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB"))
+    for tile, row in zip(sheet["tiles"], rows):
+        left, top, right, bottom = tile["box"]
+        shown = pixels[top:bottom, left:right]
+        if row["status"] == "finished":  # the run's final frame, enlarged pixel for pixel to the tile
+            frame = Image.open(row["image"]).convert("RGB").resize((right - left, bottom - top), Image.NEAREST)
+            assert row["image"].endswith(f"step_{STEPS - 1:09d}.png") and (shown == np.asarray(frame)).all()
+        else:
+            assert tuple(shown[-1, -1]) == EMPTY_COLOUR
