@@ -143,6 +143,25 @@ def _check_model_and_weights(config: ClipGuidanceConfig) -> Optional[str]:
     return pretrained
 
 
+def _load_weights_file(model, path: str, model_name: str) -> None:
+    """Load a weights file into the CLIP model just built; a file that holds no weights, or another architecture's,
+    is one :class:`ClipGuidanceError` (torch's own errors advise unsafe unpickling, or list hundreds of tensors)."""
+    import open_clip
+
+    try:
+        open_clip.load_checkpoint(model, path)
+    except Exception as e:  # torch.load, safetensors and open_clip's state-dict conversions raise many types
+        if isinstance(e, RuntimeError) and "loading state_dict" in str(e):
+            raise ClipGuidanceError(
+                f"CLIP weights file {path!r} does not hold weights for CLIP model {model_name!r} (its tensors do not "
+                "match: another architecture?); name the file's architecture with --pipeline.model.clip.model-name."
+            ) from e
+        raise ClipGuidanceError(
+            f"CLIP weights file {path!r} cannot be read as CLIP weights ({type(e).__name__}); expected an open_clip "
+            "or OpenAI CLIP checkpoint (.pt, .pth, .bin or .safetensors)."
+        ) from e
+
+
 @dataclass
 class PerspectiveCrop:
     """Parameters of one joint augmentation."""
@@ -206,15 +225,18 @@ class ClipGuidance:
             import open_clip
 
             pretrained = _check_model_and_weights(config)
+            weights_file = pretrained is not None and Path(pretrained).is_file()
             logger.info("Loading CLIP %s (weights: %s)", config.model_name, pretrained or "random")
             # A random CLIP (pretrained 'none') is seeded, so every process that loads a run builds the same one.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(RANDOM_WEIGHTS_SEED)
                 model = open_clip.create_model(
                     config.model_name,
-                    pretrained=pretrained,
+                    pretrained=None if weights_file else pretrained,
                     cache_dir=str(config.cache_dir) if config.cache_dir else None,
                 )
+            if weights_file:
+                _load_weights_file(model, str(pretrained), config.model_name)
         self.model = model.eval().requires_grad_(False).to(device)
         visual = self.model.visual
         pre = getattr(visual, "preprocess_cfg", {}) or {}
