@@ -4,7 +4,8 @@
   one red line naming the value and what is allowed, and exit status 2 (no traceback).
 - ``--load-dir`` may name a run's folder or its ``nerfstudio_models/`` (:mod:`nerfstudio_clipsketch.checkpoints`).
 - Ctrl-C (SIGINT) or SIGTERM lets the current step finish, then saves its checkpoint and the time-lapse so far, says
-  how to resume and exits with status 128 + the signal's number (130, 143). A second one stops at once.
+  how to resume and exits with status 128 + the signal's number (130, 143). A second one stops at once. Once training
+  has ended and its checkpoint is saved, Ctrl-C quits with status 0 (nerfstudio's viewer waits for it).
 - After a resume, nerfstudio runs ``--max-num-iterations`` more steps; the progress table counts toward that total.
 """
 
@@ -67,6 +68,7 @@ class ClipSketchTrainer(Trainer):
         self._stop_requested = False
         self._stop_signal: Optional[int] = None
         self._last_done: Optional[int] = None
+        self._final_saved = False
         super().__init__(config, local_rank, world_size)
 
     # nerfstudio resets ``stop_training`` when train() starts; a received signal must survive that.
@@ -142,6 +144,8 @@ class ClipSketchTrainer(Trainer):
 
     def _on_stop_signal(self, signum: int, frame) -> None:
         name = signal.Signals(signum).name
+        if self._final_saved and self._stop_signal is None:
+            raise SystemExit(0)  # training ended and was saved: nerfstudio's viewer waits for a Ctrl-C to quit
         if self._stop_signal is not None:
             self._say(f"clipsketch: second {name}: stopping now; the last checkpoint saved is kept.\n")
             raise SystemExit(128 + signum)
@@ -190,6 +194,7 @@ class ClipSketchTrainer(Trainer):
         restore = _block_stop_signals()
         try:
             super().save_checkpoint(step)
+            self._final_saved = self.training_state == "completed"
         finally:
             restore()
 

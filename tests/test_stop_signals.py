@@ -31,20 +31,19 @@ def long_run_args(scene, clip_config, output_dir) -> list:
 
 @pytest.fixture
 def signal_during_step(monkeypatch):
-    """``send(signum, times)``: the model's callbacks also send ``signum`` to this process ``times`` times at the start
-    of step ``STOP_AT``. Until then the signal raises here: without clipsketch's handler a SIGTERM would end pytest,
-    and the test should fail instead."""
+    """``send(signum, times, where)``: the model's callbacks also send ``signum`` to this process ``times`` times at
+    the start of step ``STOP_AT`` (or at ``where`` in it). Until then the signal raises here: without clipsketch's
+    handler a SIGTERM would end pytest, and the test should fail instead."""
     original = ClipSketchModel.get_training_callbacks
     previous = {}
 
-    def send(signum: int, times: int = 1) -> None:
+    def send(signum: int, times: int = 1, where=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION) -> None:
         def kill(step: int) -> None:
             for _ in range(times):
                 os.kill(os.getpid(), signum)
 
         def callbacks(self, attributes):
-            stop = TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], kill, iters=(STOP_AT,))
-            return [*original(self, attributes), stop]
+            return [*original(self, attributes), TrainingCallback([where], kill, iters=(STOP_AT,))]
 
         def unhandled(signum, frame):
             raise RuntimeError(f"{signal.Signals(signum).name} reached the test: nothing handled it")
@@ -98,6 +97,18 @@ def test_a_second_signal_stops_at_once(signal_during_step, tiny_scene, tiny_clip
     assert exit_info.value.code == 130
     assert checkpoint_steps(run_dir(tmp_path) / "nerfstudio_models") == []  # none saved yet, none half-written
     assert "Traceback" not in capsys.readouterr().out
+
+
+def test_ctrl_c_once_training_has_ended_and_is_saved_quits_at_once(
+    signal_during_step, tiny_scene, tiny_clip_config, tmp_path, capsys
+):
+    # Where nerfstudio's viewer waits for a Ctrl-C to quit (its AFTER_TRAIN callbacks run just before).
+    signal_during_step(signal.SIGINT, where=TrainingCallbackLocation.AFTER_TRAIN)
+    with pytest.raises(SystemExit) as exit_info:
+        train_in_process(train_args(tiny_scene, tiny_clip_config, tmp_path, steps=STOP_AT + 1))
+    assert exit_info.value.code == 0
+    assert checkpoint_steps(run_dir(tmp_path) / "nerfstudio_models") == [STOP_AT]
+    assert "stopped by" not in console_text(capsys.readouterr().out)
 
 
 def test_ctrl_c_while_setting_up_is_one_message(tiny_scene, tiny_clip_config, tmp_path, monkeypatch, capsys):
