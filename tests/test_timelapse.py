@@ -64,10 +64,11 @@ def test_without_any_ffmpeg_an_mp4_timelapse_is_written_as_a_gif(
 def test_without_ffmpeg_training_keeps_its_checkpoint_and_frames(
     no_ffmpeg_on_path, no_imageio_ffmpeg, tiny_scene, tiny_clip_config, tmp_path, capsys
 ):
-    train_in_process([*train_args(tiny_scene, tiny_clip_config, tmp_path, steps=3),
-                      "--pipeline.model.timelapse-format", "mp4"])
+    args = train_args(tiny_scene, tiny_clip_config, tmp_path, steps=3)
+    train_in_process([*args, "--pipeline.model.timelapse-format", "mp4"])
     run = run_dir(tmp_path)
     assert checkpoint_steps(run / "nerfstudio_models") == [2]
-    assert sorted(p.name for p in (run / "timelapse").glob("step_*.png")) == ["step_000000000.png", "step_000000002.png"]
+    frames = sorted(p.name for p in (run / "timelapse").glob("step_*.png"))
+    assert frames == ["step_000000000.png", "step_000000002.png"]
     assert (run / "timelapse.gif").is_file() and not (run / "timelapse.mp4").exists()
     assert "Traceback" not in capsys.readouterr().out
