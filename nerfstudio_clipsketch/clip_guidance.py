@@ -8,14 +8,14 @@ CLIP's own preprocessing, so the loss does not depend on the photos' resolution)
 
 One open_clip model is built once per :class:`ClipGuidance`, frozen and in eval mode. It is deliberately not an
 ``nn.Module`` attribute of the nerfstudio model, so it is in no optimiser group and not written to checkpoints.
-open_clip is imported only when a :class:`ClipGuidance` is built, so importing this module stays cheap.
+Architectures and weights are found by :mod:`nerfstudio_clipsketch.clip_weights`, which imports open_clip only when a
+:class:`ClipGuidance` is built, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Hashable, List, Literal, Optional, Sequence, Tuple, Type
@@ -26,10 +26,11 @@ from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor
 
+from nerfstudio_clipsketch.clip_weights import ClipGuidanceError, ClipWeightsUnavailableError, create_clip
+
 logger = logging.getLogger(__name__)
 
-HUB_HOST = ("huggingface.co", 443)
-RANDOM_WEIGHTS_SEED = 0
+__all__ = ["ClipGuidance", "ClipGuidanceConfig", "ClipGuidanceError", "ClipWeightsUnavailableError"]
 
 
 def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
@@ -46,14 +47,6 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
         torch.cpu, "_is_amx_tile_supported", lambda: False
     )()
     return torch.bfloat16 if native_bf16 else None
-
-
-class ClipGuidanceError(ValueError):
-    """A CLIP model name, weights tag or weights file that cannot be used."""
-
-
-class ClipWeightsUnavailableError(ClipGuidanceError):
-    """The requested pretrained weights are neither cached nor downloadable from here."""
 
 
 @dataclass
@@ -83,86 +76,10 @@ class ClipGuidanceConfig(InstantiateConfig):
     crop_scale: float = 0.8
     """Area of the random square crop, as a fraction of the (square) image."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Arithmetic of CLIP's forward and backward passes (autocast; the loss itself is summed in fp32). 'auto': bf16 on
-    CPUs with native bf16 (AVX512-BF16 or AMX) and on CUDA GPUs that have it, fp16 on other CUDA GPUs, fp32 elsewhere."""
+    """Arithmetic of CLIP's forward and backward passes (autocast; the loss itself is summed in fp32). 'auto': bf16
+    on CPUs with native bf16 (AVX512-BF16 or AMX) and on CUDA GPUs that have it, fp16 on other CUDA GPUs, else fp32."""
     channels_last: bool = True
     """Keep convolutional CLIP models (the ResNets) and their inputs in channels-last memory layout."""
-
-
-def _looks_like_path(value: str) -> bool:
-    return "/" in value or "\\" in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection(HUB_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _cached_weights(cfg: dict, cache_dir: Optional[Path]) -> Optional[str]:
-    """A locally cached weights file for an open_clip pretrained config, without touching the network."""
-    from huggingface_hub import try_to_load_from_cache
-
-    hub = cfg.get("hf_hub", "")
-    if hub:
-        repo_id, filename = hub.rstrip("/"), None
-        if not hub.endswith("/"):
-            repo_id, filename = hub.rsplit("/", 1)
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for name in names:
-            found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
-            if isinstance(found, str):
-                return found
-    url = cfg.get("url", "")
-    if url:
-        root = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
-        candidate = root / url.rsplit("/", 1)[-1]
-        if candidate.exists():
-            return str(candidate)
-    return None
-
-
-def _check_model_and_weights(config: ClipGuidanceConfig) -> Optional[str]:
-    """Validate the architecture and weights before anything is built; returns what to pass as ``pretrained``."""
-    import open_clip
-
-    if config.model_config is not None:
-        path = Path(config.model_config).expanduser()
-        if not path.is_file():
-            raise ClipGuidanceError(f"CLIP model config {str(path)!r} does not exist (expected an open_clip JSON).")
-        open_clip.add_model_config(path)
-    models = open_clip.list_models()
-    if config.model_name not in models:
-        raise ClipGuidanceError(
-            f"Unknown CLIP model {config.model_name!r}. open_clip knows: {', '.join(models)}."
-        )
-    pretrained = config.pretrained.strip()
-    if pretrained.lower() in ("", "none"):
-        return None
-    if _looks_like_path(pretrained) or Path(pretrained).exists():
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise ClipGuidanceError(f"CLIP weights file {str(path)!r} does not exist.")
-        return str(path)
-    tags = open_clip.list_pretrained_tags_by_model(config.model_name)
-    if pretrained not in tags:
-        raise ClipGuidanceError(
-            f"Unknown weights {pretrained!r} for CLIP model {config.model_name!r}. "
-            f"Available tags: {', '.join(tags) or '(none)'}; or a path to a weights file; or 'none'."
-        )
-    cfg = open_clip.get_pretrained_cfg(config.model_name, pretrained)
-    if _cached_weights(cfg, config.cache_dir) is None and not _hub_reachable():
-        source = cfg.get("hf_hub", "").rstrip("/") or cfg.get("url", "")
-        raise ClipWeightsUnavailableError(
-            f"CLIP weights {config.model_name}/{pretrained} are not cached here and {HUB_HOST[0]} cannot be reached. "
-            f"Either download them once on a machine with internet access (e.g. `huggingface-cli download {source}` "
-            "and copy the Hugging Face cache, or run once online), or pass a local file with "
-            "--pipeline.model.clip.pretrained /path/to/weights.bin (add --pipeline.model.clip.model-name for the "
-            "matching architecture), or use --pipeline.model.clip.pretrained none for a smoke run with random weights."
-        )
-    return pretrained
 
 
 @dataclass
@@ -224,19 +141,7 @@ class ClipGuidance:
         self.config = config
         if config.num_augmentations < 0:
             raise ClipGuidanceError(f"num_augmentations must be >= 0, got {config.num_augmentations}")
-        if model is None:
-            import open_clip
-
-            pretrained = _check_model_and_weights(config)
-            logger.info("Loading CLIP %s (weights: %s)", config.model_name, pretrained or "random")
-            # A random CLIP (pretrained 'none') is seeded, so every process that loads a run builds the same one.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_WEIGHTS_SEED)
-                model = open_clip.create_model(
-                    config.model_name,
-                    pretrained=pretrained,
-                    cache_dir=str(config.cache_dir) if config.cache_dir else None,
-                )
+        model = create_clip(config) if model is None else model
         self.model = model.eval().requires_grad_(False).to(device)
         visual = self.model.visual
         self.channels_last = config.channels_last and not hasattr(visual, "transformer")

@@ -1,16 +1,24 @@
-"""nerfstudio's full-image datamanager, drawing ``views_per_step`` training views per step."""
+"""nerfstudio's full-image datamanager, drawing ``views_per_step`` training views per step, and evaluating on the
+split a scene has (many captures ship without ``transforms_test.json``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Tuple, Type
+from typing import Dict, List, Tuple, Type
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
 
+from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
+from nerfstudio_clipsketch.model import ClipSketchConfigError
+
+SPLITS = ("val", "test", "train")
 
 
 @dataclass
@@ -20,20 +28,43 @@ class ClipSketchDataManagerConfig(FullImageDatamanagerConfig):
     _target: Type = field(default_factory=lambda: ClipSketchDataManager)
     dataparser: AnnotatedDataParserUnion = field(default_factory=ClipSketchDataParserConfig)
     views_per_step: int = 1
-    """Training views rendered and compared with CLIP in each step (one batched CLIP forward)."""
+    """Training views rendered and compared with CLIP in each step (one batched CLIP forward); at most the number of
+    training views. Memory grows with it."""
     max_image_size: int = 448
     """Training images whose longer side exceeds this many pixels are scaled down to it once, with their cameras.
     CLIP looks at 224 pixels and stroke widths are a share of the view, so larger photos would only cost time.
     0 keeps them as they are."""
 
+    def check(self) -> None:
+        """Refuse settings no datamanager can use (before any data is read)."""
+        if self.views_per_step < 1:
+            raise ClipSketchConfigError(
+                f"--pipeline.datamanager.views-per-step must be at least 1, got {self.views_per_step}"
+            )
+        if self.max_image_size < 0:
+            raise ClipSketchConfigError(
+                f"--pipeline.datamanager.max-image-size must be a number of pixels, or 0 to keep the images' size; "
+                f"got {self.max_image_size}"
+            )
+
+
+def _parser_name(config) -> str:
+    """The ns-train subcommand of a dataparser config (e.g. blender-data), or its class name."""
+    from nerfstudio.configs.dataparser_configs import all_dataparsers
+
+    return next((name for name, c in all_dataparsers.items() if type(c) is type(config)), type(config).__name__)
+
 
 class ClipSketchDataManager(FullImageDatamanager):
     """Returns ``views_per_step`` cameras and their images per training step: ``batch["image"]`` is
-    ``[V, H, W, C]`` and ``batch["image_idx"]`` lists the ``V`` view indices, for one view as for several."""
+    ``[V, H, W, C]`` and ``batch["image_idx"]`` lists the ``V`` view indices, for one view as for several.
+
+    The evaluation views are the split nerfstudio asks for (``test`` outside training, ``val`` in it) or, when the
+    scene has none, the next of val, test and train that it has; ``test_split`` names the one used."""
 
     config: ClipSketchDataManagerConfig
 
-    def create_train_dataset(self):
+    def create_train_dataset(self) -> InputDataset:
         """The training images, scaled down to ``max_image_size`` (and their cameras with them) if larger."""
         cameras = self.train_dataparser_outputs.cameras
         scale = self.config.camera_res_scale_factor
@@ -42,17 +73,57 @@ class ClipSketchDataManager(FullImageDatamanager):
             scale *= self.config.max_image_size / longest
         return self.dataset_type(dataparser_outputs=self.train_dataparser_outputs, scale_factor=scale)
 
+    def __init__(self, config: ClipSketchDataManagerConfig, *args, **kwargs) -> None:
+        config.check()
+        try:
+            super().__init__(config, *args, **kwargs)
+        except FileNotFoundError as e:  # nerfstudio's own parsers, named explicitly, on a folder they cannot read
+            missing = e.filename if e.filename is not None else e
+            raise ClipSketchDataError(
+                f"{_parser_name(config.dataparser)} cannot read --data {config.dataparser.data}: {missing} does not "
+                "exist. Leave the parser out (ns-train clipsketch --data ...) to have the layout detected."
+            ) from e
+        self._check_views_per_step()
+
+    def _check_views_per_step(self) -> None:
+        views, cameras = self.config.views_per_step, self.train_dataset.cameras
+        data = self.config.dataparser.data
+        if views > len(cameras):
+            raise ClipSketchConfigError(
+                f"--pipeline.datamanager.views-per-step {views} is more than the {len(cameras)} training views of "
+                f"{data}; use {len(cameras)} or fewer (each is rendered and compared with CLIP in every step)."
+            )
+        sizes = set(zip(cameras.width.reshape(-1).tolist(), cameras.height.reshape(-1).tolist()))
+        if views > 1 and len(sizes) > 1:
+            raise ClipSketchConfigError(
+                f"--pipeline.datamanager.views-per-step {views} needs training images of one size, but {data} has "
+                f"{len(sizes)} sizes; use 1"
+            )
+
+    def create_eval_dataset(self) -> InputDataset:
+        wanted = self.test_split
+        skipped: List[str] = []
+        for split in [wanted, *(s for s in SPLITS if s != wanted)]:
+            try:
+                outputs = self.dataparser.get_dataparser_outputs(split=split)
+            except (ClipSketchDataError, FileNotFoundError) as e:
+                skipped.append(f"{split!r}: {e}")
+                continue
+            if skipped:
+                CONSOLE.log(
+                    f"[yellow]No usable {wanted!r} split ({escape('; '.join(skipped))}): evaluating on the {split!r} "
+                    "views instead.",
+                    highlight=False,
+                )
+            self.test_split = split
+            return self.dataset_type(dataparser_outputs=outputs, scale_factor=self.config.camera_res_scale_factor)
+        raise ClipSketchDataError(f"No split of {self.config.data} can be read: {'; '.join(skipped)}")
+
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         views = self.config.views_per_step
-        if views < 1:
-            raise ValueError(f"views_per_step must be at least 1, got {views}")
         batches = [super(ClipSketchDataManager, self).next_train(step)[1] for _ in range(views)]
         indices = [int(b["image_idx"]) for b in batches]
         images = [b["image"] for b in batches]
-        if len({tuple(im.shape) for im in images}) > 1:
-            raise ValueError(
-                "views_per_step > 1 needs training images of one size; use --pipeline.datamanager.views-per-step 1"
-            )
         cameras = self.train_cameras[torch.tensor(indices)].to(self.device)
         cameras.metadata = {"cam_idx": indices, "image_size": tuple(images[0].shape[:2])}
         return cameras, {"image": torch.stack(images), "image_idx": indices}

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from typing import Literal, Type
+from typing import Type
 
-import torch
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecayScheduler, ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
-from nerfstudio.utils.rich_utils import CONSOLE
 
-from nerfstudio_clipsketch.clip_guidance import ClipGuidanceError
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
-from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
-from nerfstudio_clipsketch.model import ClipSketchConfigError, ClipSketchModelConfig
+from nerfstudio_clipsketch.model import ClipSketchModelConfig
 from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
+# config.yml files of earlier runs name the trainer classes in this module.
+from nerfstudio_clipsketch.trainer import ClipSketchTrainer, ClipSketchTrainerConfig  # noqa: F401
 
 MAX_ITERATIONS = 2000
+STEPS_PER_SAVE = 25
+"""A checkpoint is a few kB (control points and Adam's state), so saving often costs nothing, and a CPU step takes
+about a second: a run killed outright (Ctrl-C and SIGTERM save first) loses well under a minute."""
 
 
 class FloatExponentialDecayScheduler(ExponentialDecayScheduler):
@@ -43,45 +42,12 @@ class FloatExponentialDecaySchedulerConfig(ExponentialDecaySchedulerConfig):
     _target: Type = field(default_factory=lambda: FloatExponentialDecayScheduler)
 
 
-USER_ERRORS = (ClipSketchDataError, ClipGuidanceError, ClipSketchConfigError)
-
-
-class ClipSketchTrainer(Trainer):
-    """nerfstudio's trainer; bad data or settings stop the run with one message instead of a traceback."""
-
-    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
-        try:
-            super().setup(test_mode)
-        except USER_ERRORS as error:
-            CONSOLE.print(f"[bold red]clipsketch: {error}")
-            sys.exit(2)
-
-
-@dataclass
-class ClipSketchTrainerConfig(TrainerConfig):
-    """nerfstudio's trainer, falling back to the CPU when CUDA was asked for but there is none."""
-
-    _target: Type = field(default_factory=lambda: ClipSketchTrainer)
-
-    def set_experiment_name(self) -> None:
-        datamanager = self.pipeline.datamanager
-        if self.experiment_name is None and datamanager.data is None and getattr(datamanager.dataparser, "data", 1) is None:
-            self.experiment_name = "builtin"  # the built-in scene: no --data given
-        super().set_experiment_name()
-
-    def setup(self, **kwargs):
-        if self.machine.device_type == "cuda" and not torch.cuda.is_available():
-            CONSOLE.log("[yellow]No CUDA device found: clipsketch trains on the CPU (pure-PyTorch renderer).")
-            self.machine.device_type = "cpu"
-        return super().setup(**kwargs)
-
-
 clipsketch_config = ClipSketchTrainerConfig(
     method_name="clipsketch",
     steps_per_eval_image=100,
     steps_per_eval_batch=0,
     steps_per_eval_all_images=MAX_ITERATIONS,
-    steps_per_save=250,
+    steps_per_save=STEPS_PER_SAVE,
     max_num_iterations=MAX_ITERATIONS,
     mixed_precision=False,
     pipeline=ClipSketchPipelineConfig(

@@ -2,7 +2,9 @@
 
 Each snapshot is written as a PNG as soon as it is taken (``<run>/timelapse/step_XXXXXXXXX.png``), so an
 interrupted run keeps its frames; the animation (``<run>/timelapse.gif`` or ``.mp4``) is assembled from them when
-training finishes. :class:`TimeLapse` knows the sketch only through a function that renders the view.
+training finishes or is stopped by Ctrl-C. MP4 needs an ffmpeg binary: the one on PATH, else the one the
+``imageio-ffmpeg`` package ships; without either the animation is a GIF. :class:`TimeLapse` knows the sketch only
+through a function that renders the view.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
+from rich.markup import escape
 from torch import Tensor
 
 
@@ -75,22 +78,49 @@ class TimeLapse:
         return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(self.frames_dir.glob("step_*.png"))]
 
     def write(self) -> Path:
-        """Assemble every saved snapshot into the animation."""
+        """Assemble every saved snapshot into the animation; returns its path. An MP4 that cannot be written (no
+        ffmpeg) becomes a GIF, with a warning: the time-lapse never ends a run."""
         frames = self.frames()
         if not frames:
             raise RuntimeError(f"No time-lapse frames in {self.frames_dir}")
-        if self.fmt == "gif":
-            images = [Image.fromarray(f) for f in frames]
-            images[0].save(
-                self.output_path, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0
-            )
-        else:
-            import mediapy
-
+        path = self.output_path
+        if self.fmt == "mp4":
             try:
-                mediapy.write_video(self.output_path, frames, fps=self.fps)
-            except RuntimeError as error:  # mediapy's message when there is no ffmpeg binary
-                CONSOLE.print(f"[bold red]Time-lapse: cannot write MP4 ({error}); frames are in {self.frames_dir}")
-                raise
-        CONSOLE.log(f"Time-lapse of {len(frames)} frames written to {self.output_path}")
-        return self.output_path
+                self._write_mp4(frames)
+            except (RuntimeError, OSError) as error:  # mediapy's errors when ffmpeg is missing or fails
+                self.output_path.unlink(missing_ok=True)  # what ffmpeg wrote before it failed
+                path = self.output_path.with_suffix(".gif")
+                CONSOLE.print(
+                    f"[yellow]Time-lapse: cannot write {escape(self.output_path.name)} ({escape(str(error))}); "
+                    f"writing {escape(path.name)} instead (frames in {escape(str(self.frames_dir))}). MP4 needs an "
+                    "ffmpeg binary on PATH, or the imageio-ffmpeg package.",
+                    highlight=False,
+                )
+        if path.suffix == ".gif":
+            images = [Image.fromarray(f) for f in frames]
+            images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / self.fps), loop=0)
+        CONSOLE.log(f"Time-lapse of {len(frames)} frames written to {path}")
+        return path
+
+    def _write_mp4(self, frames: List[np.ndarray]) -> None:
+        import mediapy
+
+        if not use_available_ffmpeg():
+            raise RuntimeError("no ffmpeg binary on PATH and no imageio-ffmpeg package")
+        mediapy.write_video(self.output_path, frames, fps=self.fps)
+
+
+def use_available_ffmpeg() -> bool:
+    """Whether mediapy can write videos: with the ffmpeg on PATH, or else with the binary the ``imageio-ffmpeg``
+    package ships (mediapy is then pointed at it)."""
+    import mediapy
+
+    if mediapy.video_is_available():
+        return True
+    try:
+        import imageio_ffmpeg
+
+        mediapy.set_ffmpeg(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError):  # not installed; or installed without its binary
+        return False
+    return mediapy.video_is_available()

@@ -49,3 +49,15 @@ def trained_run(tmp_path_factory, tiny_scene, tiny_clip_config) -> Path:
     """``ns-train clipsketch`` as its command line parses it, run in this process for a few steps; returns the run's
     config.yml. (The console script itself is exercised by the tests marked ``slow``.)"""
     return train_in_process(train_args(tiny_scene, tiny_clip_config, tmp_path_factory.mktemp("outputs")))
+
+
+@pytest.fixture(scope="session")
+def run_without_test_split(tmp_path_factory, tiny_scene, tiny_clip_config) -> Path:
+    """A 2-step run on the tiny scene without transforms_test.json (as ABC-NEF and many captures ship); returns its
+    config.yml."""
+    import shutil
+
+    scene = tmp_path_factory.mktemp("no-test") / "scene"
+    shutil.copytree(tiny_scene, scene)
+    (scene / "transforms_test.json").unlink()
+    return train_in_process(train_args(scene, tiny_clip_config, tmp_path_factory.mktemp("outputs"), steps=2))

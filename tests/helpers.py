@@ -208,6 +208,17 @@ def train_args(scene: Path, clip_config: Path, output_dir: Path, steps: int = TR
     ]
 
 
+def with_option(args: Sequence, flag: str, value) -> list:
+    """``args`` with ``flag`` set to ``value``: replaced where :func:`train_args` gives it, added before the dataparser
+    subcommand (if any) otherwise."""
+    args = list(args)
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args[1:1] = [flag, value]  # right after the method name
+    return args
+
+
 def run_dir(output_dir: Path) -> Path:
     """The run folder of :func:`train_args` under ``output_dir``."""
     return Path(output_dir) / "tiny" / "clipsketch" / "run"
@@ -242,13 +253,16 @@ def cli_env() -> dict:
     return env
 
 
-def run_cli(args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
-    """Run a console script of this environment; returns the CompletedProcess (output captured as text)."""
+def cli_command(args) -> list:
+    """A console script of this environment and its arguments, as strings."""
     exe = shutil.which(args[0], path=str(Path(sys.executable).parent))
     assert exe is not None, f"{args[0]} is not installed in this environment"
-    return subprocess.run(
-        [exe, *map(str, args[1:])], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
-    )
+    return [exe, *map(str, args[1:])]
+
+
+def run_cli(args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run a console script of this environment; returns the CompletedProcess (output captured as text)."""
+    return subprocess.run(cli_command(args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def console_text(output: str) -> str:

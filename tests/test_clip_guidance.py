@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from nerfstudio_clipsketch import clip_guidance
+from nerfstudio_clipsketch import clip_guidance, clip_weights
 from nerfstudio_clipsketch.clip_guidance import (
     ClipGuidance,
     ClipGuidanceConfig,
@@ -128,7 +128,7 @@ def test_missing_weights_file_is_named(tmp_path):
 
 
 def test_unreachable_weights_fail_fast_with_instructions(monkeypatch, tmp_path):
-    monkeypatch.setattr(clip_guidance, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(clip_weights, "hub_reachable", lambda timeout=3.0: False)
     start = time.monotonic()
     with pytest.raises(ClipWeightsUnavailableError, match="pretrained /path/to/weights.bin.*pretrained none"):
         ClipGuidanceConfig(model_name="RN101", pretrained="openai", cache_dir=tmp_path).setup()

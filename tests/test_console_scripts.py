@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.helpers import console_text, run_cli, run_dir, train_args
+from tests.helpers import console_text, run_cli, run_dir, train_args, with_option
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +31,15 @@ def test_ns_train_bad_input_is_one_message_without_traceback(tiny_clip_config, t
     output = console_text(result.stdout + result.stderr)
     assert result.returncode != 0
     assert "Data path does not exist" in output and "no-such-scene" in output
+    assert "Traceback" not in output
+
+
+def test_ns_train_bad_setting_is_one_message_without_traceback(tiny_scene, tiny_clip_config, tmp_path):
+    args = train_args(tiny_scene, tiny_clip_config, tmp_path, steps=2)
+    result = run_cli(["ns-train", *with_option(args, "--pipeline.datamanager.views-per-step", 0)])
+    output = console_text(result.stdout + result.stderr)
+    assert result.returncode == 2, output[-3000:]
+    assert "--pipeline.datamanager.views-per-step must be at least 1, got 0" in output
     assert "Traceback" not in output
 
 

@@ -278,3 +278,13 @@ def test_run_without_checkpoints_is_a_message(trained_run, tmp_path, monkeypatch
     path.write_text(yaml.dump(config))
     code, output = run_entrypoint(monkeypatch, capsys, "--load-config", path)
     assert code == 1 and "no checkpoint" in output and "--initial" in output and "Traceback" not in output
+
+
+def test_a_scene_without_test_split_is_measured_on_its_val_views(run_without_test_split, tmp_path, capsys):
+    import tyro
+
+    path = tmp_path / "metrics.json"
+    args = ["--load-config", str(run_without_test_split), "--output-path", str(path), "--max-views", "1"]
+    tyro.cli(eval_script.EvalSketch, args=args).main()
+    assert json.loads(path.read_text())["split"] == "val"
+    assert "evaluating on the 'val' views instead" in " ".join(capsys.readouterr().out.split())

@@ -235,3 +235,12 @@ def test_bad_input_is_one_clear_message(problem, trained_run, tmp_path, monkeypa
     output = " ".join(capsys.readouterr().out.split())
     assert expected in output and "Traceback" not in output
     assert not (out.is_dir() and any(out.iterdir()))
+
+
+def test_a_scene_without_test_split_exports_the_val_views_and_says_so(run_without_test_split, tmp_path, capsys):
+    args = ["svg", "--load-config", str(run_without_test_split), "--output-dir", str(tmp_path)]
+    tyro.cli(export_script.Commands, args=args).main()
+    output = " ".join(capsys.readouterr().out.split())
+    assert "evaluating on the 'val' views instead" in output
+    assert "5 SVG drawings (test cameras, the 'val' split standing in for the missing test split)" in output
+    assert len(list(tmp_path.glob("view_*.svg"))) == 5  # the built-in scene's val views

@@ -6,11 +6,14 @@ Runs are in this process (:func:`tests.helpers.train_in_process`); the console s
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from nerfstudio.utils.eval_utils import eval_setup
 
+from nerfstudio_clipsketch.scripts.common import load_run
 from tests.helpers import (
     TRAIN_STEPS,
     console_text,
@@ -52,13 +55,31 @@ def test_training_writes_checkpoints_and_lowers_the_loss(trained_run):
     assert after < before, (before, after)
 
 
-def test_resume_continues_from_the_checkpoint(trained_run, tiny_scene, tiny_clip_config, tmp_path, capsys):
-    load_dir = trained_run.parent / "nerfstudio_models"
-    # nerfstudio counts --max-num-iterations from the loaded step: 5 more steps after step TRAIN_STEPS - 1.
-    train_in_process([*train_args(tiny_scene, tiny_clip_config, tmp_path, steps=5), "--load-dir", load_dir])
-    assert f"Done loading Nerfstudio checkpoint from {load_dir}" in console_text(capsys.readouterr().out)
-    names = sorted(p.name for p in (run_dir(tmp_path) / "nerfstudio_models").glob("step-*.ckpt"))
-    assert names[-1] == f"step-{TRAIN_STEPS + 4:09d}.ckpt"
+def control_points(checkpoint) -> torch.Tensor:
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]["_model.control_points"]
+
+
+def test_resume_from_the_run_folder_continues_the_steps_and_the_curves(
+    trained_run, tiny_scene, tiny_clip_config, tmp_path, capsys
+):
+    run = trained_run.parent
+    loaded = control_points(run / "nerfstudio_models" / f"step-{TRAIN_STEPS - 1:09d}.ckpt")
+    initial = load_run(trained_run, initial=True).pipeline.model.control_points.detach()
+    # --load-dir may name the run's folder. nerfstudio counts --max-num-iterations from the loaded step: 1 more step.
+    train_in_process([*train_args(tiny_scene, tiny_clip_config, tmp_path, steps=1), "--load-dir", run])
+    output = console_text(capsys.readouterr().out)
+    assert f"Done loading Nerfstudio checkpoint from {run / 'nerfstudio_models'}" in output
+    checkpoint = run_dir(tmp_path) / "nerfstudio_models" / f"step-{TRAIN_STEPS:09d}.ckpt"
+    assert [p.name for p in checkpoint.parent.glob("*.ckpt")] == [checkpoint.name]
+    # One Adam step from where the run stopped (each coordinate moves by about the learning rate, 5e-3 in unit
+    # lengths), not from the seeded start the curves had travelled away from.
+    resumed = control_points(checkpoint)
+    step = (resumed - loaded).abs().max()
+    assert 0 < step < 1e-2, step
+    assert (resumed - initial).abs().max() > 5 * step
+    # The progress table counts toward the resumed run's last step (nerfstudio's would show 4000 %).
+    done = [float(p) for p in re.findall(rf"{TRAIN_STEPS} \((\d+\.\d+)%\)", output)]
+    assert done and all(p <= 100 for p in done), done
 
 
 def test_missing_data_path_is_one_clear_message(tiny_clip_config, tmp_path, capsys):

@@ -93,20 +93,23 @@ def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.utils.eval_utils import eval_load_checkpoint
 
+    from nerfstudio_clipsketch.checkpoints import checkpoint_steps
     from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
     from nerfstudio_clipsketch.model import ClipSketchConfigError
 
     config = read_trainer_config(config_path)
     checkpoint_dir = config.get_checkpoint_dir()
-    if not initial and not sorted(checkpoint_dir.glob("step-*.ckpt")):
+    steps = checkpoint_steps(checkpoint_dir)
+    if not initial and not steps:
         raise ScriptError(
             f"The run {str(config_path)!r} has no checkpoint in {str(checkpoint_dir)!r} (ns-train saves one every "
-            "--steps-per-save steps and at the end); pass --initial to measure its initial sketch."
+            "--steps-per-save steps, at the end and when stopped by Ctrl-C); pass --initial to measure its initial "
+            "sketch."
         )
     if config.method_name in all_methods:
         config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
     config.load_dir = checkpoint_dir
-    config.load_step = None
+    config.load_step = steps[-1] if steps else None  # the latest, named: nerfstudio would parse every file name
     try:
         pipeline = config.pipeline.setup(device=default_device(), test_mode="test")
     except ClipSketchDataError as e:

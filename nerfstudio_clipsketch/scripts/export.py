@@ -180,7 +180,10 @@ class ExportSvg(SketchExporter):
         if index == 0:
             raise ScriptError(f"The run has no {self.cameras} cameras to draw.")
         last = f" ... view_{index - 1:04d}.svg" if index > 1 else ""
-        _wrote(f"{index} SVG drawings ({self.cameras} cameras)", self.output_dir / "view_0000.svg", last)
+        cameras = f"{self.cameras} cameras"
+        if self.cameras != "train" and datamanager.test_split != "test":  # the scene has no test split
+            cameras += f", the {datamanager.test_split!r} split standing in for the missing test split"
+        _wrote(f"{index} SVG drawings ({cameras})", self.output_dir / "view_0000.svg", last)
 
 
 @dataclass
