@@ -46,8 +46,8 @@ def project_points(
     assert points.dim() == 2 and points.shape[-1] == 3, points.shape
     assert viewmats.dim() == 3 and viewmats.shape[1:] == (4, 4), viewmats.shape
     assert Ks.shape == (viewmats.shape[0], 3, 3), Ks.shape
-    R, t = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]  # [C, 1, 3, 3], [C, 1, 3]
-    camera = (R @ points[None, :, :, None]).squeeze(-1) + t  # [C, N, 3]
+    R, t = viewmats[:, :3, :3], viewmats[:, None, :3, 3]  # [C, 3, 3], [C, 1, 3]
+    camera = points[None] @ R.transpose(1, 2) + t  # [C, N, 3]: one matrix product per camera
     x, y, z = camera.unbind(-1)
     z_safe = torch.where(z > near_plane, z, torch.ones_like(z))
     u = Ks[:, 0, 0, None] * x / z_safe + Ks[:, 0, 2, None]
@@ -99,3 +99,21 @@ def look_at_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Float[
             f"{eigenvalues.tolist()}): they do not look at a common point"
         )
     return torch.linalg.solve(A, b).squeeze(-1).to(camera_to_worlds.dtype)
+
+
+def camera_axes_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Float[Tensor, "3"]:
+    """Where to put a sketch: the point the cameras look at (:func:`look_at_centre`).
+
+    When the optical axes are (nearly) parallel — one camera, or a forward-facing capture — there is no such point:
+    then it is the world origin (where nerfstudio's dataparsers centre a scene) projected onto the mean optical
+    axis, at least one mean camera distance from the origin in front of the cameras.
+    """
+    try:
+        return look_at_centre(camera_to_worlds)
+    except ValueError:
+        origins = camera_to_worlds[:, :3, 3].double()
+        direction = -camera_to_worlds[:, :3, 2].double().mean(0)
+        direction = direction / direction.norm().clamp_min(1e-12)
+        origin = origins.mean(0)
+        depth = torch.clamp(-(origin @ direction), min=float(origins.norm(dim=-1).mean().clamp_min(1e-3)))
+        return (origin + depth * direction).to(camera_to_worlds.dtype)

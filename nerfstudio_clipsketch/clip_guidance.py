@@ -241,6 +241,8 @@ class ClipGuidance:
         assert sketch.shape == target.shape and sketch.shape[-1] == 3, (sketch.shape, target.shape)
         if target_keys is not None and len(target_keys) != sketch.shape[0]:
             raise ValueError(f"{len(target_keys)} target keys for {sketch.shape[0]} views")
+        if not self.layers and not self.config.fc_weight:
+            return {}  # every CLIP term weighted 0: nothing to compute
         size = self.image_size
         # Everything from here on happens at CLIP's input size, augmentations included (as CLIPasso's 224-pixel
         # images): the loss does not depend on the photos' resolution, nor do the augmentations' random draws.

@@ -9,31 +9,16 @@ of the median camera distance to it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from nerfstudio_clipsketch.cameras import look_at_centre
+from nerfstudio_clipsketch.cameras import camera_axes_centre
 
-
-def camera_axes_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Float[Tensor, "3"]:
-    """Where to put a sketch: the point the cameras look at (:func:`~nerfstudio_clipsketch.cameras.look_at_centre`).
-
-    When the optical axes are (nearly) parallel — one camera, or a forward-facing capture — there is no such point:
-    then it is the world origin (where nerfstudio's dataparsers centre a scene) projected onto the mean optical
-    axis, at least one mean camera distance from the origin in front of the cameras.
-    """
-    try:
-        return look_at_centre(camera_to_worlds)
-    except ValueError:
-        origins = camera_to_worlds[:, :3, 3].double()
-        direction = -camera_to_worlds[:, :3, 2].double().mean(0)
-        direction = direction / direction.norm().clamp_min(1e-12)
-        origin = origins.mean(0)
-        depth = torch.clamp(-(origin @ direction), min=float(origins.norm(dim=-1).mean().clamp_min(1e-3)))
-        return (origin + depth * direction).to(camera_to_worlds.dtype)
+if TYPE_CHECKING:
+    from nerfstudio_clipsketch.hull import VisualHull
 
 
 def _segments(
@@ -96,7 +81,21 @@ def points_init(
     return _segments(points[idx], length, degree, generator)
 
 
-InitMethod = Literal["auto", "sphere", "points"]
+def hull_init(
+    hull: "VisualHull", num_curves: int, degree: int, length: float, generator: torch.Generator
+) -> Float[Tensor, "num_curves degree_plus_one 3"]:
+    """Strokes traced along the hull's scored surface points (at most ``4 * length`` each), topped up with short
+    strokes of ``length`` at random scored points when the traces cover them all."""
+    strokes = hull.trace_strokes(num_curves, degree, max_length=4.0 * length, short_length=length)
+    missing = num_curves - len(strokes)
+    if missing > 0:
+        pool = hull.points if len(hull.points) else hull.surface_points
+        starts = pool[torch.randint(len(pool), (missing,), generator=generator)]
+        strokes.extend(_segments(starts.float(), length, degree, generator))
+    return torch.stack(strokes)
+
+
+InitMethod = Literal["auto", "hull", "sphere", "points"]
 
 
 class InitialisationError(ValueError):
@@ -126,13 +125,16 @@ def initial_curves(
     length: float,
     generator: torch.Generator,
     points: Optional[Float[Tensor, "num_points 3"]] = None,
+    hull: Optional["VisualHull"] = None,
+    no_hull_reason: str = "no visual hull was carved",
 ) -> InitialCurves:
-    """The run's initial curves: ``'points'`` on the dataparser's 3D points, ``'sphere'`` in a ball of ``radius``
-    around the point the cameras look at, ``'auto'`` points when there are any; ``radius`` and ``length`` are
-    fractions of the median camera distance.
+    """The run's initial curves: ``'points'`` on the dataparser's 3D points, ``'hull'`` traced along the visual hull's
+    rims and creases (:meth:`~nerfstudio_clipsketch.hull.VisualHull.trace_strokes`, topped up with short strokes at
+    random scored points), ``'sphere'`` in a ball of ``radius`` around the point the cameras look at, ``'auto'``
+    points, else hull, else sphere; ``radius`` and ``length`` are fractions of the median camera distance.
 
     Raises:
-        InitialisationError: ``'points'`` without points.
+        InitialisationError: ``'points'`` without points, ``'hull'`` without a hull.
     """
     c2w = camera_to_worlds.reshape(-1, 3, 4).float().cpu()
     centre = camera_axes_centre(c2w)
@@ -146,5 +148,12 @@ def initial_curves(
     if method == "points" or (method == "auto" and has_points):
         cp = points_init(points, num_curves, degree, length * distance, generator)  # type: ignore[arg-type]
         return InitialCurves((cp - centre) / distance, centre, distance, "points")
+    if method == "hull" and hull is None:
+        raise InitialisationError(
+            f"init='hull' needs a visual hull, but {no_hull_reason}. Use --pipeline.model.init sphere."
+        )
+    if hull is not None and method in ("hull", "auto"):
+        cp = hull_init(hull, num_curves, degree, length * distance, generator)
+        return InitialCurves((cp - centre) / distance, centre, distance, "hull")
     cp = sphere_init(num_curves, degree, torch.zeros(3), radius, length, generator)
     return InitialCurves(cp, centre, distance, "sphere")

@@ -23,9 +23,11 @@ from torch import Tensor, nn
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import get_viewmats
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance, ClipGuidanceConfig
+from nerfstudio_clipsketch.edges import EdgeGuidance, GradientBalance
+from nerfstudio_clipsketch.hull import VisualHull
 from nerfstudio_clipsketch.initialisation import InitialisationError, initial_curves, sphere_init
+from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle
 from nerfstudio_clipsketch.rendering import render
-from nerfstudio_clipsketch.sketch import Sketch
 from nerfstudio_clipsketch.strokes import StrokeStyle, parse_color, stroke_gaussians, world_per_stroke_pixel
 from nerfstudio_clipsketch.timelapse import TimeLapse
 from nerfstudio_clipsketch.viewer import SketchSplines
@@ -64,13 +66,22 @@ class ClipSketchModelConfig(ModelConfig):
     background_color: str = "auto"
     """Background behind the strokes: 'auto' (from the data), 'black', 'white', '#rrggbb' or 'r,g,b'. Training
     images with alpha are composited on it."""
-    init: Literal["auto", "sphere", "points"] = "auto"
-    """Initial strokes: 'sphere' (random short strokes in a ball around the point the cameras look at), 'points'
-    (on the dataparser's 3D points, e.g. COLMAP's sparse cloud) or 'auto' (points when there are any)."""
+    init: Literal["auto", "hull", "sphere", "points"] = "auto"
+    """Initial strokes: 'hull' (traced along the rims and creases of the visual hull carved from the training
+    silhouettes; needs an object on a uniform background), 'points' (on the dataparser's 3D points, e.g. COLMAP's
+    sparse cloud), 'sphere' (random short strokes in a ball around the point the cameras look at, the ancestor's) or
+    'auto' (points, else hull, else sphere)."""
+    hull_resolution: int = 128
+    """Voxels across the visual hull's grid (its longest side): finer finds thinner parts, costs cubically more."""
     init_radius: float = 0.3
     """Radius of the 'sphere' initialisation, as a fraction of the median camera distance to the scene centre."""
     init_length: float = 0.1
     """Length of the initial strokes, as a fraction of the median camera distance to the scene centre."""
+    edge_weight: float = 0.5
+    """Strength of the structure term that pulls ink onto the training views' edges, relative to CLIP's terms: its
+    gradient is kept at this fraction of theirs (nerfstudio_clipsketch.edges). 0 leaves CLIP alone."""
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    """Re-seeding strokes that collapse, leave the views or run along another (nerfstudio_clipsketch.lifecycle)."""
     resample_every: int = 25
     """Re-space the Gaussians evenly along each curve every this many steps (between steps, outside the graph)."""
     clip: ClipGuidanceConfig = field(default_factory=ClipGuidanceConfig)
@@ -96,9 +107,12 @@ class ClipSketchModelConfig(ModelConfig):
         problems = [
             (self.num_curves < 1, f"num_curves must be at least 1, got {self.num_curves}"),
             (self.curve_degree < 1, f"curve_degree must be at least 1, got {self.curve_degree}"),
+            (self.hull_resolution < 8, f"hull_resolution must be at least 8 voxels, got {self.hull_resolution}"),
             (self.gaussians_per_curve < 2, f"gaussians_per_curve must be at least 2, got {self.gaussians_per_curve}"),
             (not self.stroke_width > 0, f"stroke_width must be positive (pixels), got {self.stroke_width}"),
             (not 0.0 < self.stroke_opacity <= 1.0, f"stroke_opacity must be in (0, 1], got {self.stroke_opacity}"),
+            (not self.edge_weight >= 0, f"edge_weight must be 0 (off) or positive, got {self.edge_weight}"),
+            (self.lifecycle.every < 0, f"lifecycle.every must be 0 (off) or a step count, got {self.lifecycle.every}"),
         ]
         for bad, message in problems:
             if bad:
@@ -127,6 +141,7 @@ class ClipSketchModel(Model):
         self.control_points = nn.Parameter(
             sphere_init(cfg.num_curves, cfg.curve_degree, torch.zeros(3), 0.25, 0.05, self.generator)
         )
+        self.register_buffer("initial_control_points", self.control_points.detach().clone())  # saved: the start
         # Where the Gaussians sit: sample k is curve sample_curve[k] at parameter sample_t[k]. Derived from the curves
         # between steps (resample_gaussians), so not saved: a checkpoint's sketch is re-spaced when loaded.
         budget = cfg.num_curves * cfg.gaussians_per_curve
@@ -137,6 +152,10 @@ class ClipSketchModel(Model):
         )
         self.crop_box: Optional[OrientedBox] = None
         self.guidance: Optional[ClipGuidance] = None
+        self.edges = EdgeGuidance()
+        self.balance = GradientBalance(cfg.edge_weight)
+        self.hull: Optional[VisualHull] = None
+        self.init_method = "sphere"
         self._warned_dotted = False
         # The curves as splines in nerfstudio's viewer, and their GUI. The viewer finds ViewerControl and
         # ViewerElement objects among the model's public attributes by itself.
@@ -145,6 +164,12 @@ class ClipSketchModel(Model):
         )
         self.viewer_curves_show, self.viewer_curves_width, self.viewer_stroke_width = self.sketch_splines.elements
         self.resample_gaussians()
+
+    def get_extra_state(self) -> Dict[str, str]:
+        return {"init": self.init_method}  # saved with checkpoints: exports say how the sketch started
+
+    def set_extra_state(self, state: Dict[str, str]) -> None:
+        self.init_method = state.get("init", self.init_method)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
@@ -161,14 +186,17 @@ class ClipSketchModel(Model):
         cameras: Cameras,
         background: Optional[Float[Tensor, "3"]] = None,
         points: Optional[Float[Tensor, "num_points 3"]] = None,
+        hull: Optional[VisualHull] = None,
+        no_hull_reason: str = "no visual hull was carved",
     ) -> None:
         """Fix what depends on the training cameras: the initial curves, the stroke width in world units, and the
         colours. A checkpoint loaded afterwards overrides all of it."""
         cfg = self.config
+        self.hull = hull
         try:
             start = initial_curves(
                 cfg.init, cameras.camera_to_worlds, cfg.num_curves, cfg.curve_degree, cfg.init_radius,
-                cfg.init_length, self.generator, points,
+                cfg.init_length, self.generator, points, hull, no_hull_reason,
             )
         except InitialisationError as e:
             raise ClipSketchConfigError(str(e)) from e
@@ -178,14 +206,17 @@ class ClipSketchModel(Model):
         self.anchor.copy_(start.centre)
         self.unit.fill_(start.distance)
         self.control_points.data.copy_(start.control_points.to(self.control_points))
+        self.initial_control_points.copy_(self.control_points.detach())
+        self.init_method = start.method
         self.resample_gaussians()
-        logger.info(
-            "clipsketch: %d curves (%s init), stroke sigma %.4g world units, background %s",
-            cfg.num_curves,
-            start.method,
-            float(self.style.sigma()),
-            self.style.background.tolist(),
-        )
+        logger.info("clipsketch: %d curves (%s init), stroke sigma %.4g world units, background %s", cfg.num_curves,
+                    start.method, float(self.style.sigma()), self.style.background.tolist())  # fmt: skip
+
+    @torch.no_grad()
+    def restart(self) -> None:
+        """Go back to the curves training started from (kept in checkpoints: ``clipsketch-eval --initial``)."""
+        self.control_points.copy_(self.initial_control_points)
+        self.resample_gaussians()
 
     def use_guidance(self, guidance: ClipGuidance) -> None:
         """Compare renders with views through ``guidance`` (built once by the pipeline; tests hand in a tiny one)."""
@@ -193,10 +224,7 @@ class ClipSketchModel(Model):
 
     def _require_guidance(self) -> ClipGuidance:
         if self.guidance is None:
-            raise RuntimeError(
-                "clipsketch: no CLIP guidance attached; the pipeline builds it for training "
-                "(ClipSketchPipeline.ensure_guidance elsewhere)."
-            )
+            raise RuntimeError("clipsketch: no CLIP guidance attached (ClipSketchPipeline.ensure_guidance builds it)")
         if self.guidance.device != self.device:
             self.guidance.to(self.device)
         return self.guidance
@@ -217,25 +245,8 @@ class ClipSketchModel(Model):
         means = curves.evaluate_at(self.world_control_points(), self.sample_curve, self.sample_t)
         return stroke_gaussians(means, self.style.sigma(), self.style.opacity, self.style.color)
 
-    def sketch(self, dataparser_transform: Optional[Tensor] = None, dataparser_scale: float = 1.0) -> Sketch:
-        """The sketch this model draws, with the dataparser's normalisation that relates it to the dataset."""
-        with torch.no_grad():
-            return Sketch(
-                control_points=self.world_control_points().detach().cpu(),
-                degree=self.config.curve_degree,
-                stroke_width=float(self.style.world_width()),
-                stroke_color=tuple(self.style.color.detach().cpu().tolist()),
-                opacity=self.style.opacity,
-                background=tuple(self.style.background.detach().cpu().tolist()),
-                dataparser_transform=(
-                    torch.eye(3, 4) if dataparser_transform is None else dataparser_transform.detach().cpu()
-                ),
-                dataparser_scale=dataparser_scale,
-            )
-
     def set_crop(self, crop_box: Optional[OrientedBox]) -> None:
         self.crop_box = crop_box
-
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:  # type: ignore[override]
         """Render the sketch from one or several cameras: ``rgb``, ``accumulation`` and ``depth``, each
         ``[V, H, W, *]`` (one convention inside the model; :meth:`get_outputs_for_camera` drops ``V`` for
@@ -254,24 +265,22 @@ class ClipSketchModel(Model):
         if self.crop_box is not None and not self.training:
             inside = self.crop_box.within(means).squeeze(-1)
             opacities = torch.where(inside, opacities, torch.zeros_like(opacities))
-        out = render(
-            means,
-            scales,
-            opacities,
-            colors,
-            get_viewmats(cams.camera_to_worlds.to(means)),
-            cams.get_intrinsics_matrices().to(means),
-            width,
-            height,
-            self.style.background.to(means),
-            eps2d=self.config.eps2d,
-            backend=self.config.render_backend,
-        )
+        viewmats, Ks = get_viewmats(cams.camera_to_worlds.to(means)), cams.get_intrinsics_matrices().to(means)
+        background = self.style.background.to(means)
+        out = render(means, scales, opacities, colors, viewmats, Ks, width, height, background,
+                     eps2d=self.config.eps2d, backend=self.config.render_backend)  # fmt: skip
+        outputs = {"rgb": out.rgb, "accumulation": out.alpha, "background": self.style.background}
+        if self.training and self.hull is not None and self.config.edge_weight > 0:  # the ink the object lets show
+            seen = self.hull.visible(means, cams)
+            outputs["visible_accumulation"] = render(
+                means, scales, opacities * seen, colors, viewmats, Ks, width, height, background,
+                eps2d=self.config.eps2d, backend=self.config.render_backend,
+            ).alpha  # fmt: skip
         depth = out.depth
         if not self.training:
             # Empty pixels are far away, not at the camera, so the viewer's depth compositing shows what lies behind.
             depth = torch.where(out.alpha > 0, depth, depth.detach().max())
-        return {"rgb": out.rgb, "accumulation": out.alpha, "depth": depth, "background": self.style.background}
+        return {**outputs, "depth": depth}
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
@@ -304,6 +313,12 @@ class ClipSketchModel(Model):
         if timelapse is not None:
             callbacks.extend(timelapse.training_callbacks())
         callbacks.extend(self.sketch_splines.training_callbacks())  # viewer splines, throttled
+        if self.config.lifecycle.every > 0 and training_callback_attributes.pipeline is not None:
+            cameras = training_callback_attributes.pipeline.datamanager.train_dataset.cameras
+            size = self.hull.diagonal if self.hull is not None else float(self.unit)
+            new_length = self.config.init_length * float(self.unit)
+            lifecycle = StrokeLifecycle(self.config.lifecycle, cameras, size, new_length, self.hull, self.generator)
+            callbacks.extend(lifecycle.training_callbacks(self, training_callback_attributes.optimizers))
         return callbacks
 
     def _make_timelapse(self, attributes: TrainingCallbackAttributes) -> Optional[TimeLapse]:
@@ -350,31 +365,25 @@ class ClipSketchModel(Model):
                 f"Use --pipeline.model.gaussians-per-curve {needed} or more."
             )
 
-    def target_image(self, image: Tensor) -> Tensor:
-        """Training images (any leading shape) as RGB in [0, 1], composited over the sketch's background where they
-        have alpha."""
-        if image.dtype == torch.uint8:
-            image = image.float() / 255.0
-        image = image.to(self.device)
-        if image.shape[-1] == 4:
-            alpha = image[..., 3:4]
-            image = image[..., :3] * alpha + self.style.background * (1.0 - alpha)
-        return image
-
-    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
-        return {}
-
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
-        """CLIPasso's terms, each weighted: ``clip_layer{i}`` (L2 on activations) and ``clip_fc`` (cosine).
+        """CLIPasso's terms, each weighted: ``clip_layer{i}`` (L2 on activations) and ``clip_fc`` (cosine), and the
+        structure term ``edges`` (:mod:`nerfstudio_clipsketch.edges`).
 
         ``outputs["rgb"]`` and ``batch["image"]`` are ``[V, H, W, *]``; ``batch["image_idx"]`` lists the ``V`` training
         views (their target features are cached per view)."""
         split = "train" if self.training else "eval"
         keys = [(split, int(i)) for i in batch["image_idx"]] if "image_idx" in batch else None
-        return self._require_guidance().loss(
-            outputs["rgb"], self.target_image(batch["image"]), generator=self.generator, target_keys=keys,
-            augment=self.training,
+        target = self.style.composite(batch["image"])
+        losses = self._require_guidance().loss(
+            outputs["rgb"], target, generator=self.generator, target_keys=keys, augment=self.training
         )
+        if self.config.edge_weight > 0:
+            ink = outputs.get("visible_accumulation", outputs["accumulation"]) * 1.0  # only this term's gradient
+            scale = self.balance.scale().to(ink) if losses else torch.tensor(self.config.edge_weight).to(ink)
+            if self.training and losses:
+                self.balance.watch(outputs["rgb"], ink, self.style.color - self.style.background, scale)
+            losses["edges"] = scale * self.edges.loss(ink, target, keys)
+        return losses
 
     @torch.no_grad()
     def get_image_metrics_and_images(
@@ -383,7 +392,7 @@ class ClipSketchModel(Model):
         """Target | sketch side by side, and the un-augmented CLIP terms and embedding similarity of the view
         (nerfstudio's evaluation hands one view, ``[H, W, *]``)."""
         guidance = self._require_guidance()
-        target = self.target_image(batch["image"])
+        target = self.style.composite(batch["image"])
         sketch = outputs["rgb"]
         losses = guidance.loss(sketch[None], target[None], augment=False)
         metrics = {name: float(value) for name, value in losses.items()}

@@ -1,6 +1,7 @@
 """Fly-around camera paths for ``ns-render camera-path``, built from the training cameras.
 
-The training cameras define the path: its centre is the point they all look at (:func:`~nerfstudio_clipsketch.cameras.look_at_centre`, the
+The training cameras define the path: its centre is the point they all look at
+(:func:`~nerfstudio_clipsketch.cameras.look_at_centre`, the
 least-squares intersection of their optical axes), its radius the median camera distance to that centre, its up
 the mean camera up vector. Two kinds:
 

@@ -4,16 +4,19 @@ sketch with the dataparser's normalisation (for exports and metrics)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Tuple, Type
 
 import torch
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.dataparsers import estimate_background
+from nerfstudio_clipsketch.hull import carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
 from nerfstudio_clipsketch.sketch import Sketch
 
@@ -51,9 +54,34 @@ class ClipSketchPipeline(VanillaPipeline):
             background = torch.tensor(background, dtype=torch.float32)
         seed_points = self.model.kwargs.get("seed_points")
         points = seed_points[0] if seed_points is not None else None
-        self.model.setup_from_data(outputs.cameras, background=background, points=points)
+        hull, reason = None, "the run was not set up for training"
+        if test_mode == "val" and self._wants_hull(points):
+            hull, reason = self._carve_hull(background)
+        self.model.setup_from_data(outputs.cameras, background, points, hull, reason)
         if test_mode == "val":
             self.ensure_guidance()
+
+    def _wants_hull(self, points) -> bool:
+        """The hull starts the strokes (init 'hull', or 'auto' without 3D points) and re-seeds them."""
+        config = self.model.config
+        no_points = points is None or len(points) == 0
+        return config.init == "hull" or (config.init == "auto" and no_points) or config.lifecycle.every > 0
+
+    def _carve_hull(self, background):
+        dataset = self.datamanager.train_dataset
+        images = [cached["image"] for cached in self.datamanager.cached_train]
+        images = [image.float() / 255.0 if image.dtype == torch.uint8 else image for image in images]
+        under = background if background is not None else self.model.style.background.cpu()
+        start = time.perf_counter()
+        hull, reason = carve_hull(dataset.cameras, images, under.float(), self.model.config.hull_resolution)
+        if hull is None:
+            CONSOLE.log(f"clipsketch: no visual hull: {reason}")
+        else:
+            CONSOLE.log(
+                f"clipsketch: visual hull carved from {len(images)} views in {time.perf_counter() - start:.1f} s "
+                f"({int(hull.occupancy.sum())} voxels, {len(hull.points)} on rims and creases)"
+            )
+        return hull, reason
 
     def ensure_guidance(self) -> ClipGuidance:
         """The model's CLIP guidance, built from its config and handed to it the first time it is needed."""
@@ -73,7 +101,19 @@ class ClipSketchPipeline(VanillaPipeline):
         """The model's sketch, with the training dataparser's normalisation (so it can be written in the capture's
         own coordinates)."""
         outputs = self.datamanager.train_dataparser_outputs
-        return self.model.sketch(outputs.dataparser_transform, float(outputs.dataparser_scale))
+        model = self.model
+        with torch.no_grad():
+            return Sketch(
+                control_points=model.world_control_points().detach().cpu(),
+                degree=model.config.curve_degree,
+                stroke_width=float(model.style.world_width()),
+                stroke_color=tuple(model.style.color.detach().cpu().tolist()),
+                opacity=model.style.opacity,
+                background=tuple(model.style.background.detach().cpu().tolist()),
+                dataparser_transform=outputs.dataparser_transform.detach().cpu(),
+                dataparser_scale=float(outputs.dataparser_scale),
+                metadata={"init": model.init_method},
+            )
 
     def describe_data(self) -> Tuple[Optional[str], str]:
         """The dataset's folder and layout (``clipasso3d``, ``blender``, ``nerfstudio``, ``colmap``, or the parser's

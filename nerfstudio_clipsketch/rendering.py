@@ -63,7 +63,7 @@ class ProjectedGaussians:
 def project_isotropic(
     means: Float[Tensor, "num_gaussians 3"],
     scales: Float[Tensor, "num_gaussians"],
-    opacities: Float[Tensor, "num_gaussians"],
+    opacities: Float[Tensor, "*num_cameras num_gaussians"],
     viewmats: Float[Tensor, "num_cameras 4 4"],
     Ks: Float[Tensor, "num_cameras 3 3"],
     width: int,
@@ -95,7 +95,7 @@ def project_isotropic(
     det_orig = a * c - b * b
     a, c = a + eps2d, c + eps2d
     det = a * c - b * b
-    opac = opacities[None, :].expand_as(a)
+    opac = opacities.expand_as(a)  # [N] for every camera, or [C, N] one set per camera
     if antialiased:
         opac = opac * torch.sqrt((det_orig / det).clamp_min(0.0))
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
@@ -205,7 +205,7 @@ def _render_gsplat(means, scales, opacities, colors, viewmats, Ks, width, height
 def render(
     means: Float[Tensor, "num_gaussians 3"],
     scales: Float[Tensor, "num_gaussians"],
-    opacities: Float[Tensor, "num_gaussians"],
+    opacities: Float[Tensor, "*num_cameras num_gaussians"],
     colors: Float[Tensor, "num_gaussians 3"],
     viewmats: Float[Tensor, "num_cameras 4 4"],
     Ks: Float[Tensor, "num_cameras 3 3"],
@@ -223,7 +223,8 @@ def render(
     Args:
         means: Gaussian centres in world coordinates.
         scales: Standard deviation of each (isotropic) Gaussian, in world units.
-        opacities: Peak opacity of each Gaussian, in [0, 1].
+        opacities: Peak opacity of each Gaussian, in [0, 1]: ``[N]``, or ``[C, N]`` for a set per camera (e.g.
+            Gaussians hidden from some cameras).
         colors: RGB colour of each Gaussian, in [0, 1].
         viewmats: World-to-camera matrices, OpenCV axes (see :func:`nerfstudio_clipsketch.cameras.get_viewmats`).
         Ks: Pinhole intrinsics.
@@ -240,7 +241,7 @@ def render(
     N, C = means.shape[0], viewmats.shape[0]
     assert means.shape == (N, 3), means.shape
     assert scales.shape == (N,), scales.shape
-    assert opacities.shape == (N,), opacities.shape
+    assert opacities.shape in ((N,), (C, N)), opacities.shape
     assert colors.shape == (N, 3), colors.shape
     assert viewmats.shape == (C, 4, 4), viewmats.shape
     assert Ks.shape == (C, 3, 3), Ks.shape
@@ -250,9 +251,17 @@ def render(
     if backend == "gsplat":
         if not means.is_cuda:
             raise ValueError("The gsplat backend needs CUDA tensors; use backend='torch' (or 'auto') on the CPU.")
-        rgb, alpha, depth = _render_gsplat(
-            means, scales, opacities, colors, viewmats, Ks, width, height, eps2d, near_plane, antialiased
-        )
+        if opacities.dim() == 1:
+            rgb, alpha, depth = _render_gsplat(
+                means, scales, opacities, colors, viewmats, Ks, width, height, eps2d, near_plane, antialiased
+            )
+        else:  # gsplat takes one set of opacities for all cameras: one camera at a time
+            args = (width, height, eps2d, near_plane, antialiased)
+            per_camera = [
+                _render_gsplat(means, scales, o, colors, v[None], k[None], *args)
+                for o, v, k in zip(opacities, viewmats, Ks)
+            ]
+            rgb, alpha, depth = (torch.cat(parts) for parts in zip(*per_camera))
     elif backend == "torch":
         proj = project_isotropic(means, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, antialiased)
         rgb, alpha, depth = _rasterize_torch(proj, colors, width, height)

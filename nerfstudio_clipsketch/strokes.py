@@ -122,6 +122,17 @@ class StrokeStyle(nn.Module):
             self.background.copy_(background.to(self.background))
         self.color.copy_(self._stroke_color())
 
+    def composite(self, image: Tensor) -> Tensor:
+        """Images (any leading shape; uint8 or float) as RGB in [0, 1], composited over the background where they
+        have alpha: the targets the strokes are compared with."""
+        if image.dtype == torch.uint8:
+            image = image.float() / 255.0
+        image = image.to(self.background.device)
+        if image.shape[-1] == 4:
+            alpha = image[..., 3:4]
+            image = image[..., :3] * alpha + self.background * (1.0 - alpha)
+        return image
+
     def width(self) -> float:
         """The stroke width, in stroke pixels."""
         return float(self.width_px)

@@ -199,6 +199,7 @@ def train_args(scene: Path, clip_config: Path, output_dir: Path, steps: int = TR
         "--pipeline.model.num-curves", 8,
         "--pipeline.model.gaussians-per-curve", 24,
         "--pipeline.model.stroke-width", 3.0,
+        "--pipeline.model.hull-resolution", 32,
         "--pipeline.model.clip.model-name", clip_config.stem,
         "--pipeline.model.clip.model-config", clip_config,
         "--pipeline.model.clip.pretrained", "none",

@@ -58,7 +58,8 @@ def test_cached_target_features_equal_a_fresh_computation_for_every_view(tiny_gu
     tiny_guidance.loss(sketches[[3, 2]], views[[3, 2]], target_keys=[keys[3], keys[2]], augment=False)
     for i, key in enumerate(keys):
         cached_layers, cached_fc = tiny_guidance._target_cache[key]
-        fresh_layers, fresh_fc = tiny_guidance.encode(clip_guidance.center_resize(views[i : i + 1].permute(0, 3, 1, 2), 64))
+        view = clip_guidance.center_resize(views[i : i + 1].permute(0, 3, 1, 2), 64)
+        fresh_layers, fresh_fc = tiny_guidance.encode(view)
         torch.testing.assert_close(cached_fc, fresh_fc[0])
         for c, f in zip(cached_layers, fresh_layers):
             torch.testing.assert_close(c, f[0])

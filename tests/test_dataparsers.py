@@ -262,6 +262,7 @@ def test_specs_are_registered_entry_points():
     assert {"clipasso3d-data", "clipsketch-data"} <= names
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_specs_import_no_pipeline_datamanager_clip_or_gsplat():
     # nerfstudio imports the entry points while building its own dataparser list; a pipeline or datamanager import
     # from there is circular. Checked in a fresh interpreter, since this one has imported everything already.

@@ -152,17 +152,20 @@ def test_clip_similarities_are_the_guidance_ones(pipeline):
     for view in report["views"]:
         i = view["index"]
         sketch = model.get_outputs_for_camera(dataset.cameras[i : i + 1])["rgb"]
-        target = model.target_image(dataset[i]["image"])
+        target = model.style.composite(dataset[i]["image"])
         blank = model.style.background.expand_as(sketch)
         expected = pipeline.ensure_guidance().similarity(torch.stack([sketch, blank]), torch.stack([target, target]))
         assert view["clip_similarity"] == pytest.approx(float(expected[0]), abs=1e-6)
         assert view["clip_similarity_blank"] == pytest.approx(float(expected[1]), abs=1e-6)
 
 
-def test_initial_sketch_is_the_seeded_one_and_step_zero(trained_run):
+def test_initial_sketch_is_the_one_training_started_from_and_step_zero(trained_run):
+    """The checkpoints keep the curves training started from (a hull start cannot be redrawn without the images)."""
     first, second = load_run(trained_run, initial=True), load_run(trained_run, initial=True)
-    assert (first.step, first.checkpoint) == (0, None)
+    assert first.step == 0 and first.checkpoint is not None
     assert torch.equal(first.pipeline.model.control_points, second.pipeline.model.control_points)
+    saved = torch.load(first.checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+    torch.testing.assert_close(first.pipeline.model.control_points.data, saved["_model.initial_control_points"])
     trained = load_run(trained_run)
     assert trained.step == TRAIN_STEPS - 1
     assert not torch.equal(first.pipeline.model.control_points, trained.pipeline.model.control_points)

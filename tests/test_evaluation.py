@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -253,3 +254,46 @@ def test_world_pos_filter_works_in_the_dataparsers_normalised_frame(tmp_path):
     np.testing.assert_allclose(np.sort(points, axis=0), np.sort(surface.reshape(-1, 3), axis=0), atol=1e-4)
     # Without the normalisation the positions miss their pixels: almost none are kept.
     assert len(load_world_pos_points([tmp_path / "r_0.exr"], camera)) < 0.05 * width * height
+
+
+# --- ABC-NEF ----------------------------------------------------------------------------------------------------------
+
+
+def test_abcnef_reader_reproduces_nefs_normalisation(tmp_path):
+    """A hand-made object: a box 4 x 2 x 1 with min corner (10, -3, 5); two sharp curves and one smooth one. NEF
+    scales by 1 / (largest bbox range) and centres the box on (0.5, 0.5, 0.5); duplicates are kept."""
+    from nerfstudio_clipsketch.evaluation.references import abcnef_ground_truth
+
+    vertices = [(10, -3, 5), (14, -3, 5), (14, -1, 5), (14, -1, 6), (12, -2, 5.5)]
+    (tmp_path / "part_trimesh_000.obj").write_text("".join(f"v {x} {y} {z}\n" for x, y, z in vertices) + "f 1 2 3\n")
+    features = (
+        "curves:\n"
+        "- {sharp: true, type: Line, vert_indices: [0, 1]}\n"
+        "- {sharp: false, type: Circle, vert_indices: [4]}\n"
+        "- {sharp: true, type: Line, vert_indices: [1, 2, 3]}\n"
+        "surfaces: []\n"
+    )
+    (tmp_path / "part_features_000.yml").write_text(features)
+    (tmp_path / "stats.json").write_text(json.dumps({"bbox": [10, -3, 5, 14, -1, 6, 4, 2, 1]}))
+    points = abcnef_ground_truth(tmp_path)
+    raw = np.array([vertices[i] for i in (0, 1, 1, 2, 3)], dtype=np.float64)
+    expected = raw / 4.0 + (0.5 - np.array([12.0, -2.0, 5.5]) / 4.0)
+    np.testing.assert_allclose(points, expected)
+    np.testing.assert_allclose((points.min(0) + points.max(0)) / 2, [0.5, 0.5, 0.5])
+    assert points.max(0)[0] - points.min(0)[0] == pytest.approx(1.0)  # the largest range becomes 1
+
+
+def test_nef_metrics_voxelise_the_prediction_and_score_like_nef():
+    from nerfstudio_clipsketch.evaluation.metrics import nef_metrics, voxel_downsample
+
+    gt = _segment((0, 0, 0), (1, 0, 0), 64)  # one point per voxel along x
+    dense = _segment((0, 0, 0), (1, 0, 0), 5000)
+    assert len(voxel_downsample(dense)) == 65  # the grid starts half a voxel below the minimum
+    perfect = nef_metrics(dense, gt)
+    assert perfect["f@0.01"] == 1.0 and perfect["f@0.02"] == 1.0 and perfect["iou@0.02"] == 1.0
+    assert perfect["chamfer"] < 0.01
+    shifted = nef_metrics(dense + np.array([0.0, 0.015, 0.0]), gt)  # 0.015 away: within 0.02, not 0.01
+    assert shifted["f@0.01"] == 0.0 and shifted["f@0.02"] == 1.0
+    half = nef_metrics(_segment((0, 0, 0), (0.5, 0, 0), 5000), gt)
+    assert half["precision@0.02"] == 1.0 and half["recall@0.02"] == pytest.approx(0.5, abs=0.05)
+    assert half["iou@0.02"] == pytest.approx(half["recall@0.02"], abs=0.05)  # = c / (N_p + N_g - c), c = N_p

@@ -3,6 +3,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # fresh interpreters: seconds each
+
 CHECK = """
 import sys, torch
 import nerfstudio_clipsketch

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from nerfstudio_clipsketch.initialisation import camera_axes_centre, points_init, sphere_init
+from nerfstudio_clipsketch.cameras import camera_axes_centre
+from nerfstudio_clipsketch.initialisation import points_init, sphere_init
 from tests.helpers import look_at
 
 

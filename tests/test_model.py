@@ -97,7 +97,7 @@ def test_loss_terms_and_gradients_reach_the_control_points(tiny_guidance):
     assert outputs["rgb"].shape == (1, 48, 48, 3)  # one convention inside the model: [V, H, W, *]
     batch = {"image": torch.rand(1, 48, 48, 4), "image_idx": [0]}
     losses = model.get_loss_dict(outputs, batch)
-    assert set(losses) == {"clip_layer1", "clip_layer2", "clip_layer3", "clip_fc"}
+    assert set(losses) == {"clip_layer1", "clip_layer2", "clip_layer3", "clip_fc", "edges"}
     sum(losses.values()).backward()
     assert model.control_points.grad is not None and model.control_points.grad.abs().sum() > 0
 
@@ -123,19 +123,19 @@ def test_resampling_keeps_gaussians_evenly_spaced(tiny_guidance):
 
 
 def test_curves_move_toward_the_strokes_they_are_shown(tiny_guidance):
-    """Views of one known curve pull a nearby, displaced curve toward it (tiny random CLIP, low layers)."""
+    """Views of one known curve, drawn as the model draws, pull a nearby, displaced curve toward it (tiny random
+    CLIP, low layers, and the edge term)."""
     torch.manual_seed(0)
     cams = ring_cameras(n=8, size=48, focal=60.0)
     truth = torch.tensor([[[-0.6, -0.2, 0.0], [-0.2, 0.4, 0.2], [0.2, -0.4, 0.1], [0.6, 0.2, 0.0]]])
+    model = make_model(tiny_guidance, num_curves=1, gaussians_per_curve=64, stroke_width=6.0, resample_every=10)
+    model.setup_from_data(cams, background=torch.ones(3))
     t = curves.arc_length_parameters(truth, 64)
     means = curves.evaluate(truth, t).reshape(-1, 3)
-    sigma = stroke_sigma(3.0) * 3.0 / 60.0
     targets = render(
-        means, torch.full((64,), sigma), torch.ones(64), torch.zeros(64, 3),
+        means, model.style.sigma().expand(64), torch.ones(64), torch.zeros(64, 3),
         get_viewmats(cams.camera_to_worlds), cams.get_intrinsics_matrices(), 48, 48, torch.ones(3),
     ).rgb
-    model = make_model(tiny_guidance, num_curves=1, gaussians_per_curve=64, stroke_width=3.0, resample_every=10)
-    model.setup_from_data(cams, background=torch.ones(3))
     with torch.no_grad():
         model.control_points.copy_((truth + torch.tensor([0.0, 0.0, 0.25]) - model.anchor) / model.unit)
 

@@ -17,6 +17,7 @@ from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
 from nerfstudio_clipsketch.dataparsers.builtin import ensure_builtin_scene
 from nerfstudio_clipsketch.evaluation.metrics import curve_metrics
+from nerfstudio_clipsketch.hull import carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModelConfig
 from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
 from nerfstudio_clipsketch.scripts.common import load_run
@@ -39,18 +40,23 @@ def scenes(tmp_path_factory):
     return small, large
 
 
-def pipeline(scene, clip_config, stroke_width: float = 3.0, **datamanager):
+def pipeline(scene, clip_config, stroke_width: float = 6.0, edge_weight: float = 0.0, **datamanager):
+    """The training pipeline, its strokes started the same way at any resolution (a sphere: the hull's traced start
+    has its own test below)."""
     clip = ClipGuidanceConfig(
         model_name=clip_config.stem, pretrained="none", model_config=clip_config, layer_weights=(0.0, 1.0, 1.0, 1.0)
     )
     config = ClipSketchPipelineConfig(
         datamanager=ClipSketchDataManagerConfig(dataparser=ClipSketchDataParserConfig(data=scene), **datamanager),
-        model=ClipSketchModelConfig(num_curves=8, stroke_width=stroke_width, clip=clip),
+        model=ClipSketchModelConfig(
+            num_curves=8, stroke_width=stroke_width, clip=clip, init="sphere", edge_weight=edge_weight,
+            hull_resolution=32,
+        ),  # fmt: skip
     )
     return config.setup(device="cpu", test_mode="val")
 
 
-def first_gradients(pipe, steps: int = 6) -> torch.Tensor:
+def first_gradients(pipe, steps: int = 4) -> torch.Tensor:
     """The control points' loss gradient on the first ``steps`` training views, each ``[num_curves * 4 * 3]``."""
     model = pipe.model
     grads = []
@@ -64,23 +70,26 @@ def first_gradients(pipe, steps: int = 6) -> torch.Tensor:
 
 
 def test_a_4x_upscaled_copy_pulls_the_curves_the_same_way(scenes, tiny_clip_config):
+    """CLIP's terms and the edge term, each: the first steps' gradients of the upscaled copy point the same way."""
     small, large = scenes
+    cosine = torch.nn.functional.cosine_similarity
     reference = first_gradients(pipeline(small, tiny_clip_config))
     upscaled = first_gradients(pipeline(large, tiny_clip_config))
-    cosine = torch.nn.functional.cosine_similarity(reference, upscaled, dim=-1)
-    assert float(cosine.mean()) > 0.6, cosine
+    assert float(cosine(reference, upscaled, dim=-1).mean()) > 0.6, cosine(reference, upscaled, dim=-1)
     # Strokes as wide in pixels of the training images as before (a quarter of the view share) pull elsewhere.
-    in_image_pixels = first_gradients(pipeline(large, tiny_clip_config, stroke_width=3.0 / 4))
-    assert float(torch.nn.functional.cosine_similarity(reference, in_image_pixels, dim=-1).mean()) < 0.4
+    in_image_pixels = first_gradients(pipeline(large, tiny_clip_config, stroke_width=6.0 / 4))
+    assert float(cosine(reference, in_image_pixels, dim=-1).mean()) < 0.4
+    edges = [first_gradients(pipeline(scene, tiny_clip_config, edge_weight=1.0)) for scene in (small, large)]
+    assert float(cosine(*edges, dim=-1).mean()) > 0.9  # the edge term dominates these gradients
 
 
 def test_a_4x_upscaled_copy_gives_the_same_sketch(scenes, tiny_clip_config, tmp_path):
-    """Ten steps from the same seed end in nearly the same curves, far closer than another seed's sketch."""
+    """Ten steps from the same start end in nearly the same curves, far closer than another seed's sketch."""
 
     def train(scene, name, *extra):
         args = train_args(scene, tiny_clip_config, tmp_path / name, steps=10)
         args[args.index("--pipeline.model.timelapse-every") + 1] = 0
-        config = train_in_process([*args, *extra])
+        config = train_in_process([*args, "--pipeline.model.init", "sphere", *extra])
         points = load_run(config).pipeline.model.world_control_points().detach()
         return curves.sample_curves(points, 100, by_length=True)
 
@@ -91,6 +100,23 @@ def test_a_4x_upscaled_copy_gives_the_same_sketch(scenes, tiny_clip_config, tmp_
     same = curve_metrics(upscaled, reference)["chamfer/diag"]
     different = curve_metrics(other_seed, reference)["chamfer/diag"]
     assert same < 0.25 * different, (same, different)
+
+
+def test_a_4x_upscaled_copy_carves_the_same_hull(scenes):
+    """The visual hull (carved at a fixed silhouette resolution) and its scored rims of both copies coincide."""
+    small, large = scenes
+    hulls = []
+    for scene in small, large:
+        datamanager = ClipSketchDataManagerConfig(dataparser=ClipSketchDataParserConfig(data=scene)).setup(device="cpu")
+        images = [cached["image"] for cached in datamanager.cached_train]
+        hull, why = carve_hull(datamanager.train_dataset.cameras, images, torch.ones(3), resolution=64)
+        assert hull is not None, why
+        hulls.append(hull)
+    assert abs(hulls[0].diagonal - hulls[1].diagonal) < 2 * hulls[0].voxel_size
+    both = [hull.occupied(hulls[0].surface_points).float().mean() for hull in hulls]
+    assert float(both[1]) > 0.85 * float(both[0])
+    metrics = curve_metrics(hulls[1].points, hulls[0].points)
+    assert metrics["chamfer"] < 2 * hulls[0].voxel_size, metrics
 
 
 def test_large_training_images_are_scaled_down_once_with_their_cameras(scenes, tiny_clip_config):

@@ -34,7 +34,7 @@ def mean_training_loss(pipeline) -> float:
         for i in range(len(cameras)):
             image = pipeline.datamanager.train_dataset[i]["image"]
             sketch = model.get_outputs_for_camera(cameras[i : i + 1])["rgb"]
-            losses = guidance.loss(sketch[None], model.target_image(image)[None], augment=False)
+            losses = guidance.loss(sketch[None], model.style.composite(image)[None], augment=False)
             total += float(sum(losses.values()))
     return total / len(cameras)
 

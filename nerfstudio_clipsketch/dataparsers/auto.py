@@ -8,7 +8,8 @@
 
 Whatever the layout, the outputs carry ``metadata["clipsketch_background"]`` (the background colour, ``[r, g, b]``
 in [0, 1]) and, for scenes with a ground-truth sketch such as the built-in one, ``metadata["clipsketch_gt_curves"]``
-(the path of ``curves.json``). Missing or unreadable files raise :class:`ClipSketchDataError` naming the file,
+(the path of ``curves.json``), and for ABC-NEF objects ``metadata["clipsketch_abcnef_gt"]`` (their ``gt/`` folder).
+Missing or unreadable files raise :class:`ClipSketchDataError` naming the file,
 when the parser is set up or the split is first read, before training starts.
 """
 
@@ -174,6 +175,8 @@ class ClipSketchDataParser(DataParser):
         curves = self.data / "curves.json"
         if self.data.is_dir() and curves.is_file() and _is_curves_file(curves):
             metadata["clipsketch_gt_curves"] = str(curves)
+        if self.data.is_dir() and any((self.data / "gt").glob("*features*.yml")):
+            metadata["clipsketch_abcnef_gt"] = str(self.data / "gt")  # an ABC-NEF object's sharp edges
         return dataclasses.replace(outputs, metadata=metadata)
 
 

@@ -207,3 +207,42 @@ def foreground_touch(
     disc = ((offsets[:, None] ** 2 + offsets[None, :] ** 2) <= dilation_px**2 + 1e-9).float()
     near_ink = torch.nn.functional.conv2d(ink[None, None], disc[None, None], padding=r)[0, 0] > 0.5
     return (near_ink & mask).sum().item() / foreground
+
+
+NEF_VOXEL = 1.0 / 64.0
+"""Voxel size of NEF's downsampling, in the ABC-NEF unit cube."""
+NEF_THRESHOLDS: tuple[float, ...] = (0.01, 0.02)
+"""ABC-NEF's absolute distance thresholds (the object spans the unit cube)."""
+
+
+def voxel_downsample(points: PointsLike, voxel: float = NEF_VOXEL) -> Tensor:
+    """One point per occupied voxel, the mean of its points, on the grid that point-cloud-utils uses by default (and
+    so NEF's evaluation): cells of ``voxel`` from half a voxel below the points' minimum corner."""
+    p = _as_points(points, "points")
+    keys = torch.floor((p - (p.min(0).values - 0.5 * voxel)) / voxel).long()
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    sums = torch.zeros(int(inverse.max()) + 1, 3, dtype=p.dtype).index_add_(0, inverse, p)
+    return sums / torch.bincount(inverse).to(p.dtype)[:, None]
+
+
+def nef_metrics(
+    pred_points: PointsLike, gt_points: PointsLike, thresholds: Sequence[float] = NEF_THRESHOLDS
+) -> dict[str, float]:
+    """ABC-NEF's curve metrics, as NEF's evaluation computes them: the prediction voxel-downsampled
+    (:func:`voxel_downsample`), then ``chamfer`` (the *sum* of the two mean nearest distances), and per absolute
+    threshold ``T`` (strict ``<``) ``precision@T``, ``recall@T``, ``f@T`` and ``iou@T`` = ``min(c_p, c_g) / (N_p +
+    N_g - max(c_p, c_g))`` with ``c_p``, ``c_g`` the correct predicted and ground-truth points."""
+    pred = voxel_downsample(pred_points)
+    gt = _as_points(gt_points, "gt_points")
+    pred_to_gt, gt_to_pred = nearest_distances(pred, gt), nearest_distances(gt, pred)
+    result = {"chamfer": float(pred_to_gt.mean() + gt_to_pred.mean()), "num_pred_voxels": float(len(pred))}
+    for tau in thresholds:
+        correct_pred, correct_gt = int((pred_to_gt < tau).sum()), int((gt_to_pred < tau).sum())
+        precision, recall = correct_pred / len(pred), correct_gt / len(gt)
+        label = f"{tau:g}"
+        result[f"precision@{label}"] = precision
+        result[f"recall@{label}"] = recall
+        result[f"f@{label}"] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        union = len(pred) + len(gt) - max(correct_pred, correct_gt)
+        result[f"iou@{label}"] = min(correct_pred, correct_gt) / union
+    return result

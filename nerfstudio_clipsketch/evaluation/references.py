@@ -156,3 +156,43 @@ def foreground_mask(
         difference = (target[..., :3].cpu() - background.cpu()).abs().amax(dim=-1)
         return difference > background_tolerance, "background", 0
     return None, None, 0
+
+
+def abcnef_ground_truth(gt_dir: Union[str, Path]) -> np.ndarray:
+    """ABC-NEF's ground truth ``[M, 3]`` as NEF's evaluation builds it: the mesh vertices listed in ``vert_indices``
+    of every curve with ``sharp: true`` in the ABC features file (``*features*.yml``; duplicates kept), scaled by
+    ``1 / max(bbox range)`` from ``stats.json`` and moved so that the bounding box's centre is at (0.5, 0.5, 0.5).
+
+    Raises:
+        FileNotFoundError, ValueError: a file is missing, or holds no sharp curve.
+    """
+    import json
+
+    import yaml
+
+    gt_dir = Path(gt_dir)
+    features = sorted(gt_dir.glob("*features*.yml"))
+    meshes = sorted(gt_dir.glob("*.obj"))
+    if not features or not meshes or not (gt_dir / "stats.json").is_file():
+        raise FileNotFoundError(f"{gt_dir} needs a *features*.yml, an .obj mesh and stats.json (ABC-NEF's gt/)")
+    bbox = json.loads((gt_dir / "stats.json").read_text())["bbox"]
+    scale = 1.0 / max(bbox[6:9])
+    centre = np.array([(bbox[0] + bbox[3]) / 2, (bbox[1] + bbox[4]) / 2, (bbox[2] + bbox[5]) / 2]) * scale
+    with open(meshes[0], encoding="utf-8") as f:
+        vertices = np.array([[float(v) for v in line.split()[1:4]] for line in f if line.startswith("v ")])
+    with open(features[0], encoding="utf-8") as f:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        curves = yaml.load(f, Loader=loader).get("curves") or []
+    indices = [i for curve in curves if curve.get("sharp") for i in curve["vert_indices"]]
+    if not indices:
+        raise ValueError(f"{features[0]} lists no sharp curve")
+    return (vertices[indices] * scale + (0.5 - centre)).astype(np.float64)
+
+
+def nef_curves(path: Union[str, Path]) -> Tensor:
+    """NEF's own cubic curves (``nef_result_cubic.json``, ``curves_ctl_pts``) in the ABC-NEF frame, converted as NEF's
+    evaluation does: ``ctl / 256 * 2.4 - 1.2`` with x and y swapped. ``[C, 4, 3]``."""
+    import json
+
+    control = torch.tensor(json.loads(Path(path).read_text())["curves_ctl_pts"], dtype=torch.float64)
+    return (control / 256.0 * 2.4 - 1.2)[..., [1, 0, 2]]

@@ -33,12 +33,23 @@ from nerfstudio_clipsketch.curves import sample_curves
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
 from nerfstudio_clipsketch.evaluation.metrics import (
     DEFAULT_THRESHOLDS,
+    bbox_diagonal,
     curve_metrics,
     foreground_touch,
+    nef_metrics,
     surface_metrics,
 )
-from nerfstudio_clipsketch.evaluation.references import foreground_mask, load_world_pos_points, world_pos_paths
+from nerfstudio_clipsketch.evaluation.references import (
+    abcnef_ground_truth,
+    foreground_mask,
+    load_world_pos_points,
+    world_pos_paths,
+)
 
+NEF_SAMPLES = 500
+"""Points per curve for ABC-NEF's metrics (NEF samples each of its cubics at 500 parameters)."""
+ALIVE_SHARE = 0.02
+"""A stroke is alive when it is at least this share of the reference's bounding-box diagonal long."""
 JSON_FORMAT = "nerfstudio-clipsketch-eval"
 JSON_VERSION = 1
 
@@ -132,6 +143,26 @@ def _curve_section(pipeline, points: Tensor, options: MetricOptions, notes: List
     }
 
 
+def _abcnef_section(pipeline, control_points: Tensor, notes: List[str]) -> Optional[dict]:
+    """ABC-NEF's protocol (:func:`.metrics.nef_metrics`) against the object's sharp edges, each curve sampled at
+    ``NEF_SAMPLES`` points evenly in arc length."""
+    gt_dir = (pipeline.datamanager.train_dataparser_outputs.metadata or {}).get("clipsketch_abcnef_gt")
+    if gt_dir is None:
+        return None
+    try:
+        gt = abcnef_ground_truth(gt_dir)
+    except (OSError, ValueError, KeyError) as e:
+        notes.append(f"No ABC-NEF metrics: {e}")
+        return None
+    points = sample_curves(control_points, NEF_SAMPLES)
+    return {
+        "ground_truth": str(gt_dir),
+        "num_gt_points": len(gt),
+        "diagonal": bbox_diagonal(gt),
+        **nef_metrics(points, gt),
+    }
+
+
 def _check_spacing(what: str, spacing: float, section: Optional[dict], notes: List[str]) -> None:
     """A note when samples lie so far apart that point shares no longer approximate length shares at every
     threshold (spacing above half the smallest one)."""
@@ -195,7 +226,7 @@ def _view_section(
     for index in range(num_views):
         outputs = model.get_outputs_for_camera(dataset.cameras[index : index + 1])
         sketch, alpha = outputs["rgb"], outputs["accumulation"]
-        target = model.target_image(dataset[index]["image"])
+        target = model.style.composite(dataset[index]["image"])
         if tuple(target.shape[:2]) != tuple(sketch.shape[:2]):
             raise ClipSketchDataError(
                 f"Test view {index}: the camera renders {tuple(sketch.shape[:2])} pixels but the image has "
@@ -227,6 +258,18 @@ def _view_section(
             }
         )
     return views, nonzero_world_pos
+
+
+def _alive(report: Dict[str, Any]) -> Optional[dict]:
+    """How many strokes are at least :data:`ALIVE_SHARE` of the reference's diagonal long (ground-truth curves,
+    ABC-NEF edges or surface, whichever the data has)."""
+    for name in ("curves", "abcnef", "surface"):
+        section = report.get(name)
+        if section and not section.get("skipped") and section.get("diagonal"):
+            threshold = ALIVE_SHARE * section["diagonal"]
+            count = sum(length >= threshold for length in report["curve_lengths"])
+            return {"count": count, "of": report["num_curves"], "min_length": threshold, "reference": name}
+    return None
 
 
 def _mean(values: List[Optional[float]]) -> Optional[float]:
@@ -312,8 +355,9 @@ def evaluate_sketch(pipeline, options: Optional[MetricOptions] = None) -> Dict[s
         "foreground_touch", "views", "notes"}``: ``curves`` holds :func:`.metrics.curve_metrics` (None without
         ground-truth curves), ``surface`` :func:`.metrics.surface_metrics` and the surface point count (None without
         world positions; ``skipped`` when too few points survive), ``clip`` the mean similarities,
-        ``foreground_touch`` the mean touch and how masks were made (None without masks), ``views`` one entry per
-        test view, ``notes`` what could not be measured and why.
+        ``foreground_touch`` the mean touch and how masks were made (None without masks), ``abcnef`` ABC-NEF's
+        metrics (None for other data), ``strokes_alive`` how many strokes are long enough to count (None without a
+        3D reference), ``views`` one entry per test view, ``notes`` what could not be measured and why.
     """
     options = options or MetricOptions()
     options.check()
@@ -335,6 +379,8 @@ def evaluate_sketch(pipeline, options: Optional[MetricOptions] = None) -> Dict[s
             _check_spacing("sketch's", spacing, surface, notes)
         elif not any(note.startswith("No surface metrics") for note in notes):
             notes.append(_skipped_surface_note(surface, nonzero_world_pos, options))
+    report["abcnef"] = _abcnef_section(pipeline, pipeline.sketch().control_points_dataset.double(), notes)
+    report["strokes_alive"] = _alive(report)
     report["clip"] = _clip_section(pipeline, views, notes)
     report["foreground_touch"] = _touch_section(views, layout, options, notes)
     report["views"] = views

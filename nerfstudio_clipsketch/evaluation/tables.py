@@ -57,7 +57,18 @@ def print_report(report: Dict[str, Any]) -> None:
         f"{max(lengths):.4g}; {report['num_curve_points']} samples, {report['sample_spacing']:.3g} apart",
         highlight=False,
     )
-    sections = [("Curves vs ground-truth curves", report.get("curves")), ("Curves vs surface", report.get("surface"))]
+    alive = report.get("strokes_alive")
+    if alive:
+        CONSOLE.print(
+            f"strokes alive (at least {alive['min_length']:.3g} long, 2 % of the {alive['reference']} reference's "
+            f"diagonal): {alive['count']} of {alive['of']}",
+            highlight=False,
+        )
+    sections = [
+        ("Curves vs ground-truth curves", report.get("curves")),
+        ("Curves vs surface", report.get("surface")),
+        ("ABC-NEF sharp edges (NEF's protocol: 1/64 voxels, absolute thresholds)", report.get("abcnef")),
+    ]
     for title, section in sections:
         if section is None or section.get("skipped"):
             continue

@@ -83,8 +83,9 @@ def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
 
     Args:
         config_path: The run's ``config.yml``.
-        initial: Load no checkpoint: the pipeline then holds the sketch training started from, since the model's
-            initial curves are drawn from its seeded generator when the pipeline is set up, exactly as in training.
+        initial: The sketch training started from (step 0): kept in the run's checkpoints. A run with no checkpoint
+            yet is set up afresh instead, its curves drawn from the seeded generator as in training (without the
+            visual hull, which only training carves: such a run starts as init 'sphere' or 'points' would).
 
     Raises:
         ScriptError: the config is missing, unreadable or not a clipsketch run's; no checkpoint was saved; the data
@@ -117,9 +118,12 @@ def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
     except ClipSketchConfigError as e:
         raise ScriptError(f"Cannot set up the run's model: {e}") from e
     pipeline.eval()
-    if initial:
+    if initial and not steps:
         return LoadedRun(config_path, pipeline, None, 0)
     checkpoint, step = eval_load_checkpoint(config, pipeline)
+    if initial:
+        pipeline.model.restart()
+        return LoadedRun(config_path, pipeline, Path(checkpoint), 0)
     return LoadedRun(config_path, pipeline, Path(checkpoint), int(step))
 
 

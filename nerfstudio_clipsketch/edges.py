@@ -1,0 +1,156 @@
+"""Weight-free geometric guidance: the target views' edges, and a loss that pulls the sketch's ink onto them.
+
+CLIP's terms say whether a view *reads* like the object; nothing in them says where the object's edges are in 3D. The
+structure term here does: each training view's edge map (:func:`edge_map`: image gradients, so silhouettes, creases
+and texture boundaries) is computed once and cached, and the loss compares the rendered ink (the sketch's alpha)
+with it after Gaussian blurs at several scales (:class:`EdgeGuidance`). The coarse scales pull strokes toward edges
+from afar, the fine ones put them on the edge; summed over views, only strokes on the object's real 3D edges satisfy
+every view at once. Scales are fractions of the view (pixels of a 224-pixel view), so the term does not depend on
+the photos' resolution.
+
+How strong the term is, is set relative to CLIP's (:class:`GradientBalance`): with a single stroke colour the render is
+``background + alpha * (colour - background)``, so CLIP's gradient on the rendered RGB is also a gradient on the ink
+``alpha``, the quantity the structure term's gradient lands on. Their norms are tracked (running averages, no extra
+backward pass) and the term is scaled so that its gradient is ``weight`` times CLIP's: CLIP stays the main signal
+whatever its weights (pretrained, or random as in tests), and the weight means the same on every scene.
+
+The loss is one minus the cosine similarity of the blurred ink and the blurred edges, averaged over the scales and
+the views: 0 when the ink follows the edges in proportion, 1 when it lies nowhere near them. Being a cosine, it does
+not depend on how much ink there is or how strong the edges are, only on where both are: strokes a little wider or
+edges a little stronger (another resolution, another photo exposure) pull the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Hashable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from nerfstudio_clipsketch.strokes import REFERENCE_VIEW_PIXELS
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def gaussian_blur(images: Float[Tensor, "B H W"], sigma_px: float) -> Float[Tensor, "B H W"]:
+    """Separable Gaussian blur with reflected borders (``sigma_px`` in pixels; 0 returns the images)."""
+    if sigma_px <= 0:
+        return images
+    radius = max(1, int(math.ceil(3.0 * sigma_px)))
+    x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    out = images[:, None]
+    pad = min(radius, images.shape[-1] - 1, images.shape[-2] - 1)
+    if pad < radius:  # tiny images: zero padding where reflection cannot reach
+        out = F.pad(out, (pad, pad, pad, pad), mode="reflect")
+        out = F.pad(out, (radius - pad,) * 4)
+    else:
+        out = F.pad(out, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1))
+    out = F.conv2d(out, kernel.view(1, 1, -1, 1))
+    return out[:, 0]
+
+
+def view_pixels(height: int, width: int) -> float:
+    """Pixels of an image ``height x width`` per pixel of the same view drawn 224 pixels across its shorter side."""
+    return min(height, width) / REFERENCE_VIEW_PIXELS
+
+
+@torch.no_grad()
+def edge_map(image: Float[Tensor, "H W 3"], percentile: float = 0.99) -> Float[Tensor, "H W"]:
+    """Edges of an RGB image in [0, 1]: the gradient magnitude of its luminance (slightly smoothed), divided by its
+    ``percentile`` over the pixels where it is not flat, so the strongest edges of every view are 1."""
+    height, width = image.shape[:2]
+    luma = (image[..., :3] * torch.tensor(LUMA, device=image.device, dtype=image.dtype)).sum(-1)
+    smooth = gaussian_blur(luma[None], 0.5 * view_pixels(height, width))
+    padded = F.pad(smooth[:, None], (1, 1, 1, 1), mode="replicate")
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=image.device) / 8.0
+    gx = F.conv2d(padded, sobel.view(1, 1, 3, 3).to(image.dtype))
+    gy = F.conv2d(padded, sobel.T.reshape(1, 1, 3, 3).to(image.dtype))
+    magnitude = torch.sqrt(gx * gx + gy * gy)[0, 0]
+    active = magnitude[magnitude > 1e-3]
+    if active.numel() == 0:
+        return torch.zeros_like(magnitude)
+    scale = torch.quantile(active.float()[:: max(1, active.numel() // 100_000)], percentile).clamp_min(1e-3)
+    return (magnitude / scale).clamp(0.0, 1.0)
+
+
+class EdgeGuidance:
+    """The structure term: rendered ink against the cached edge maps of the target views.
+
+    Args:
+        scales: blur standard deviations, in pixels of a 224-pixel view.
+    """
+
+    def __init__(self, scales: Sequence[float] = (1.0, 2.0, 4.0, 8.0)) -> None:
+        if not scales or any(s <= 0 for s in scales):
+            raise ValueError(f"edge blur scales must be positive pixel sizes, got {tuple(scales)}")
+        self.scales = tuple(float(s) for s in scales)
+        self._cache: Dict[Hashable, Tensor] = {}
+
+    def blurred_edges(self, target: Float[Tensor, "H W 3"], key: Optional[Hashable]) -> Float[Tensor, "S H W"]:
+        """The target's edge map blurred at every scale, computed once per ``key`` (a training view)."""
+        if key is not None and key in self._cache and self._cache[key].device == target.device:
+            return self._cache[key]
+        edges = edge_map(target)
+        unit = view_pixels(*target.shape[:2])
+        blurred = torch.stack([gaussian_blur(edges[None], s * unit)[0] for s in self.scales])
+        if key is not None:
+            self._cache[key] = blurred
+        return blurred
+
+    def loss(
+        self,
+        ink: Float[Tensor, "V H W 1"],
+        targets: Float[Tensor, "V H W 3"],
+        keys: Optional[Sequence[Hashable]] = None,
+    ) -> Tensor:
+        """``1 - cos(G_s * ink, G_s * edges)``, averaged over scales ``s`` and views."""
+        assert ink.shape[:3] == targets.shape[:3], (ink.shape, targets.shape)
+        unit = view_pixels(*ink.shape[1:3])
+        edges = torch.stack(
+            [self.blurred_edges(targets[v], keys[v] if keys is not None else None) for v in range(ink.shape[0])]
+        )  # [V, S, H, W]
+        drawn = torch.stack([gaussian_blur(ink[..., 0], s * unit) for s in self.scales], dim=1)
+        cosine = F.cosine_similarity(drawn.flatten(2), edges.flatten(2), dim=-1, eps=1e-8)  # [V, S]
+        return (1.0 - cosine).mean()
+
+
+class GradientBalance:
+    """Keeps the structure term's gradient on the ink at ``weight`` times CLIP's (see the module docstring).
+
+    Per training step: :meth:`scale` is what the raw term is multiplied by, ``weight * |g_clip| / |g_structure|`` in
+    running averages of the gradients' norms, which :meth:`watch` collects during the backward pass (as tensors: no
+    host sync). Until both norms have been seen the scale is tiny (the first step is CLIP's alone, while the term's
+    gradient is measured). Without any CLIP gradient (all CLIP weights 0) the scale is ``weight``.
+    """
+
+    FIRST_STEP_SCALE = 1e-6
+
+    def __init__(self, weight: float, momentum: float = 0.9) -> None:
+        self.weight = weight
+        self.momentum = momentum
+        self.clip_norm: Optional[Tensor] = None
+        self.edge_norm: Optional[Tensor] = None
+
+    def scale(self) -> Tensor:
+        if self.clip_norm is None or self.edge_norm is None:
+            return torch.tensor(self.FIRST_STEP_SCALE)
+        ratio = self.clip_norm / self.edge_norm.clamp_min(1e-30)
+        return self.weight * torch.where(self.clip_norm > 0, ratio, torch.ones_like(ratio))
+
+    def _update(self, name: str, value: Tensor) -> None:
+        old = getattr(self, name)
+        setattr(self, name, value if old is None else self.momentum * old + (1.0 - self.momentum) * value)
+
+    def watch(self, rgb: Tensor, ink: Tensor, color_minus_background: Tensor, scale: Tensor) -> None:
+        """Record the gradients that reach ``rgb`` (from CLIP) and ``ink`` (from the term multiplied by ``scale``)."""
+        if not (rgb.requires_grad and ink.requires_grad):
+            return
+        direction = color_minus_background.detach().to(rgb)
+        rgb.register_hook(lambda g: self._update("clip_norm", (g * direction).sum(-1).norm().detach()))
+        ink.register_hook(lambda g: self._update("edge_norm", (g.norm() / scale).detach()))

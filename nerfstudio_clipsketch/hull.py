@@ -1,0 +1,370 @@
+"""The visual hull of the object, carved from the training silhouettes, and where on it strokes should start.
+
+When the training images separate the object from a uniform background (an alpha channel, or the background colour
+the dataparsers estimate: :func:`foreground_mask`), every voxel of a grid around the point the cameras look at that
+projects outside the object in some view is carved away (:func:`carve`: vectorised, coarse then fine). The remaining
+voxels' surface is scored by how consistently it projects onto edges of the training images (:func:`edge_scores`):
+silhouette rims and creases score high in many views, flat interiors low. :class:`VisualHull` keeps the well-scored
+surface points, and :meth:`VisualHull.trace_strokes` grows strokes along them: each new stroke starts at the scored
+point farthest from the strokes so far and follows the ridge of scored points both ways until it turns a corner or
+runs out, then becomes a Bézier curve fitted to its trace.
+
+Scenes without a separable background (photographs, forward-facing captures) have no hull: :func:`masks_separable`
+says so, and initialisation falls back to the dataparser's points or a sphere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from nerfstudio.cameras.cameras import Cameras
+from torch import Tensor
+
+from nerfstudio_clipsketch import curves
+from nerfstudio_clipsketch.cameras import camera_axes_centre, get_viewmats, project_points
+
+logger = logging.getLogger(__name__)
+
+MASK_SIZE = 256
+"""Silhouettes and edges are carved at this many pixels across their longer side, whatever the photos' size."""
+
+
+def foreground_mask(image: Float[Tensor, "H W C"], background: Float[Tensor, "3"], tolerance: float = 0.1) -> Tensor:
+    """The object's pixels: alpha above 0.5 where the image has transparency, else a colour differing from the
+    background by more than ``tolerance`` in some channel."""
+    if image.shape[-1] == 4 and bool((image[..., 3] < 0.99).any()):
+        return image[..., 3] > 0.5
+    return (image[..., :3] - background.to(image)).abs().amax(-1) > tolerance
+
+
+def masks_separable(masks: Bool[Tensor, "N H W"], max_border: float = 0.05, min_views: float = 0.9) -> bool:
+    """Whether the masks look like an object on a uniform background: in most views, almost none of the border is
+    foreground and the object covers something but not everything."""
+    border = torch.cat([masks[:, 0], masks[:, -1], masks[:, :, 0], masks[:, :, -1]], dim=1).float().mean(1)
+    area = masks.float().mean((1, 2))
+    good = (border <= max_border) & (area > 1e-4) & (area < 0.9)
+    return bool(good.float().mean() >= min_views)
+
+
+def _resample(maps: Float[Tensor, "N H W"], size: int, mode: str = "area") -> Tensor:
+    """Maps ``size`` pixels across their longer side: scaled down by averaging (``area``) or keeping the maximum
+    (``max``: thin lines stay), scaled up bilinearly."""
+    scale = size / max(maps.shape[1:])
+    shape = (max(1, round(maps.shape[1] * scale)), max(1, round(maps.shape[2] * scale)))
+    if scale > 1.0:
+        return F.interpolate(maps[:, None].float(), size=shape, mode="bilinear", align_corners=False)[:, 0]
+    if mode == "max":
+        return F.adaptive_max_pool2d(maps[:, None].float(), shape)[:, 0]
+    return F.interpolate(maps[:, None].float(), size=shape, mode="area")[:, 0]
+
+
+def _dilate(masks: Tensor, pixels: int) -> Tensor:
+    if pixels <= 0:
+        return masks
+    wide = F.max_pool2d(masks[:, None].float(), (2 * pixels + 1, 1), stride=1, padding=(pixels, 0))  # separable
+    return F.max_pool2d(wide, (1, 2 * pixels + 1), stride=1, padding=(0, pixels))[:, 0] > 0.5
+
+
+def _project(points: Tensor, cameras: Cameras, scale: float) -> Tuple[Tensor, Tensor]:
+    """Pixel coordinates ``[N, M, 2]`` (of images scaled by ``scale``) and depths ``[N, M]`` of ``points``."""
+    viewmats = get_viewmats(cameras.camera_to_worlds.float())
+    Ks = cameras.get_intrinsics_matrices().float()
+    Ks[:, :2] *= scale
+    return project_points(points, viewmats, Ks)
+
+
+def _lookup(maps: Tensor, uv: Tensor, depth: Tensor) -> Tuple[Tensor, Tensor]:
+    """Values of ``maps [N, H, W]`` at pixels ``uv [N, M, 2]``, and whether each point is in view."""
+    height, width = maps.shape[1:]
+    col, row = uv[..., 0].floor().long(), uv[..., 1].floor().long()
+    inside = (depth > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    views = torch.arange(maps.shape[0])[:, None].expand_as(col)
+    values = maps[views, row.clamp(0, height - 1), col.clamp(0, width - 1)]
+    return values, inside
+
+
+def carve(
+    cameras: Cameras, masks: Bool[Tensor, "N H W"], lo: Tensor, hi: Tensor, resolution: int, chunk: int = 1 << 16
+) -> Tuple[Bool[Tensor, "X Y Z"], Tensor, float]:
+    """Occupancy of a grid over the box ``[lo, hi]`` whose longest side has ``resolution`` voxels: a voxel stays when
+    it projects onto the object in every view that sees it, and at least half the views see it. Returns the grid,
+    the centre of its first voxel and the voxel size."""
+    size = float((hi - lo).max()) / resolution
+    dims = [max(1, int(math.ceil(float(hi[i] - lo[i]) / size))) for i in range(3)]
+    axes = [lo[i] + (torch.arange(dims[i]) + 0.5) * size for i in range(3)]
+    centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    keep = torch.empty(centres.shape[0], dtype=torch.bool)
+    for start in range(0, centres.shape[0], chunk):
+        points = centres[start : start + chunk]
+        uv, depth = _project(points, cameras, masks.shape[1] / float(cameras.height[0]))
+        inside_mask, in_view = _lookup(masks, uv, depth)
+        carved = (in_view & ~inside_mask).any(0)
+        seen = in_view.float().mean(0) >= 0.5
+        keep[start : start + chunk] = seen & ~carved
+    return keep.reshape(dims), centres[0], size
+
+
+def surface(occupancy: Bool[Tensor, "X Y Z"]) -> Bool[Tensor, "X Y Z"]:
+    """Occupied voxels with an empty (or out-of-grid) face neighbour."""
+    padded = F.pad(occupancy[None, None].float(), (1, 1, 1, 1, 1, 1))
+    interior = -F.max_pool3d(-padded, 3, stride=1)[0, 0] > 0.5  # eroded by a 3x3x3 box
+    return occupancy & ~interior
+
+
+def normals(occupancy: Bool[Tensor, "X Y Z"], indices: Tensor) -> Tensor:
+    """Outward unit normals at voxels ``indices [M, 3]``: minus the gradient of the occupancy, smoothed."""
+    smooth = F.avg_pool3d(F.pad(occupancy[None, None].float(), (2,) * 6), 5, stride=1)[0, 0]
+    padded = F.pad(smooth, (1, 1, 1, 1, 1, 1))
+    i, j, k = (indices + 1).unbind(-1)
+    gradient = torch.stack(
+        [
+            padded[i + 1, j, k] - padded[i - 1, j, k],
+            padded[i, j + 1, k] - padded[i, j - 1, k],
+            padded[i, j, k + 1] - padded[i, j, k - 1],
+        ],
+        dim=-1,
+    )
+    return -gradient / gradient.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+
+def edge_scores(
+    points: Tensor, point_normals: Tensor, cameras: Cameras, edges: Float[Tensor, "N H W"], threshold: float = 0.3
+) -> Tensor:
+    """Share of the views facing each surface point (its normal toward the camera) in which it lands on (within a
+    pixel of) an edge. Facing stands in for visibility: exact on convex shapes, and it ignores other parts in
+    front."""
+    on_edge = _dilate(edges > threshold, 1)
+    uv, depth = _project(points, cameras, edges.shape[1] / float(cameras.height[0]))
+    hits, in_view = _lookup(on_edge, uv, depth)
+    towards = cameras.camera_to_worlds[:, None, :3, 3] - points[None]  # [N, M, 3]
+    facing = in_view & ((towards * point_normals[None]).sum(-1) > 0.1 * towards.norm(dim=-1))
+    return (hits & facing).float().sum(0) / facing.float().sum(0).clamp_min(1)
+
+
+def fit_bezier(points: Float[Tensor, "M 3"], degree: int) -> Float[Tensor, "degree_plus_one 3"]:
+    """Least-squares Bézier curve through a polyline, parameterised by chord length (ends interpolated)."""
+    chords = (points[1:] - points[:-1]).norm(dim=-1)
+    if len(points) < 2 * (degree + 1):  # too few points to pin the inner control points: a straight stroke
+        steps = torch.linspace(0, 1, degree + 1, dtype=points.dtype)[:, None]
+        return points[:1] + steps * (points[-1:] - points[:1])
+    t = torch.cat([torch.zeros(1), chords.cumsum(0)]) / chords.sum().clamp_min(1e-12)
+    basis = curves.bernstein_basis(t.double(), degree)  # [M, D+1]
+    inner = basis[:, 1:-1]
+    rhs = points.double() - basis[:, :1] * points[:1].double() - basis[:, -1:] * points[-1:].double()
+    middle = torch.linalg.lstsq(inner, rhs).solution if degree > 1 else torch.zeros(0, 3, dtype=torch.double)
+    return torch.cat([points[:1].double(), middle, points[-1:].double()]).to(points.dtype)
+
+
+@dataclass
+class VisualHull:
+    """The carved hull: its voxel grid, and the surface points that lie on image edges with their scores."""
+
+    occupancy: Bool[Tensor, "X Y Z"]
+    origin: Float[Tensor, "3"]
+    """Centre of voxel (0, 0, 0)."""
+    voxel_size: float
+    points: Float[Tensor, "P 3"]
+    """Surface points that land on image edges in a good share of their views (rims, creases)."""
+    scores: Float[Tensor, "P"]
+    """That share, in [0, 1]."""
+    surface_points: Float[Tensor, "S 3"]
+    """Every surface voxel's centre."""
+    surface_scores: Float[Tensor, "S"]
+
+    @property
+    def diagonal(self) -> float:
+        """Diagonal of the hull's bounding box."""
+        idx = self.occupancy.nonzero().float()
+        return float((idx.max(0).values - idx.min(0).values + 1).norm()) * self.voxel_size
+
+    @torch.no_grad()
+    def depth_map(self, camera: Cameras) -> Tensor:
+        """``[H, W]``: the depth of the hull's surface seen by one camera (inf where it sees no hull): a z-buffer of
+        the surface voxels, closed by a minimum filter as wide as a voxel looks from the nearest one."""
+        camera = camera.reshape(-1)[:1].to("cpu")
+        height, width = int(camera.height[0, 0]), int(camera.width[0, 0])
+        uv, depth = _project(self.surface_points, camera, 1.0)
+        col, row = uv[0, :, 0].floor().long(), uv[0, :, 1].floor().long()
+        inside = (depth[0] > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
+        pixels = (row * width + col)[inside]
+        buffer = torch.full((height * width,), float("inf")).scatter_reduce(0, pixels, depth[0][inside], "amin")
+        if not bool(inside.any()):
+            return buffer.reshape(height, width)
+        radius = int(math.ceil(self.voxel_size * float(camera.fx[0, 0]) / float(depth[0][inside].min())))
+        buffer = -F.max_pool2d(-buffer.reshape(1, 1, height, width), 2 * radius + 1, stride=1, padding=radius)
+        return buffer[0, 0]
+
+    @torch.no_grad()
+    def visible(self, points: Tensor, cameras: Cameras, start: float = 3.0) -> Tensor:
+        """``[C, N]``: whether each point sees each camera past the hull: no occupied voxel on the segment toward the
+        camera, from ``start`` voxels away (a point on the surface must not hide itself) to where it leaves the
+        hull's box. Points on the object's far side are hidden; its rims and creases facing a camera are not."""
+        cameras = cameras.reshape(-1).to("cpu")
+        p = points.detach().cpu().float()
+        steps = torch.arange(start, start + 2.0 * max(self.occupancy.shape), 1.0) * self.voxel_size  # [K]
+        rows = []
+        for c in range(len(cameras)):
+            towards = cameras.camera_to_worlds[c, :3, 3].float() - p  # [N, 3]
+            distance = towards.norm(dim=-1, keepdim=True)
+            ray = p[:, None] + (towards / distance)[:, None] * steps[None, :, None]  # [N, K, 3]
+            before_camera = steps[None, :] < distance
+            blocked = self.occupied(ray.reshape(-1, 3)).reshape(ray.shape[:2]) & before_camera
+            rows.append(~blocked.any(-1))
+        return torch.stack(rows).to(points.device)
+
+    def occupied(self, points: Tensor) -> Tensor:
+        """Whether each point lies in an occupied voxel."""
+        idx = torch.round((points - self.origin) / self.voxel_size).long()
+        dims = torch.tensor(self.occupancy.shape)
+        valid = ((idx >= 0) & (idx < dims)).all(-1)
+        safe = idx.clamp(min=torch.zeros(3, dtype=torch.long), max=dims - 1)
+        return valid & self.occupancy[safe[:, 0], safe[:, 1], safe[:, 2]]
+
+    def trace_strokes(
+        self,
+        count: int,
+        degree: int,
+        max_length: float,
+        short_length: float,
+        existing: Optional[Float[Tensor, "K 3"]] = None,
+        min_scale: float = 2.0,
+    ) -> List[Float[Tensor, "degree_plus_one 3"]]:
+        """Up to ``count`` new strokes along the scored surface points, each starting at the point farthest from
+        ``existing`` points and the strokes traced before it (see the module docstring), and fewer when every scored
+        point lies within ``min_scale`` voxels of a stroke. ``max_length`` bounds a trace; a trace shorter than
+        ``min_scale`` voxels becomes a straight stroke ``short_length`` long along the local direction."""
+        from scipy.spatial import cKDTree
+
+        points = self.points.double().numpy()
+        if len(points) == 0:
+            return []
+        tree = cKDTree(points)
+        covered = np.full(len(points), np.inf)
+        if existing is not None and len(existing):
+            covered = cKDTree(existing.double().numpy()).query(points)[0]
+        strokes = []
+        for _ in range(count):
+            seed = int(np.argmax(covered))
+            if covered[seed] < min_scale * self.voxel_size:
+                break  # every scored point lies on a stroke already
+            trace = _trace(points, tree, seed, self.voxel_size, max_length)
+            if _length(trace) < min_scale * self.voxel_size:
+                trace = _straight(points, tree, seed, self.voxel_size, short_length)
+            stroke = fit_bezier(torch.from_numpy(trace), degree).float()
+            samples = curves.evaluate(stroke[None].double(), torch.linspace(0, 1, 64, dtype=torch.double))[0]
+            covered = np.minimum(covered, cKDTree(samples.numpy()).query(points)[0])
+            strokes.append(stroke)
+        return strokes
+
+
+def _length(trace: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(trace, axis=0), axis=-1).sum()) if len(trace) > 1 else 0.0
+
+
+def _direction(points: np.ndarray, tree, centre: np.ndarray, radius: float) -> Optional[np.ndarray]:
+    """Principal direction of the scored points near ``centre`` (None when they do not form a line)."""
+    near = points[tree.query_ball_point(centre, radius)]
+    if len(near) < 3:
+        return None
+    _, values, vectors = np.linalg.svd(near - near.mean(0), full_matrices=False)
+    return vectors[0]
+
+
+def _trace(
+    points: np.ndarray, tree, seed: int, step: float, max_length: float, max_turn: float = 45.0, max_bend: float = 75.0
+) -> np.ndarray:
+    """Follow the ridge of scored points both ways from ``seed``, in steps of a voxel, until nothing is near, the
+    path turns more than ``max_turn`` degrees in a step or ``max_bend`` degrees in all (a corner: a cubic is one
+    smooth piece), or the trace is ``max_length`` long."""
+    start = points[seed]
+    direction = _direction(points, tree, start, 6.0 * step)
+    if direction is None:
+        return start[None]
+    halves = []
+    cos_turn, cos_bend = math.cos(math.radians(max_turn)), math.cos(math.radians(max_bend))
+    for sign in (1.0, -1.0):
+        path, here, heading = [], start, sign * direction
+        while _length(np.array([start, *path])) < max_length / 2:
+            near = tree.query_ball_point(here + 2.0 * step * heading, 1.5 * step)
+            if not near:
+                break
+            step_to = points[near].mean(0) - here
+            if np.linalg.norm(step_to) < 0.5 * step:
+                break
+            step_to = step_to / np.linalg.norm(step_to)
+            if step_to @ heading < cos_turn or step_to @ (sign * direction) < cos_bend:
+                break
+            heading = step_to + heading
+            heading /= np.linalg.norm(heading)
+            here = here + step_to * min(2.0 * step, float(np.linalg.norm(points[near].mean(0) - here)))
+            path.append(here)
+        halves.append(path)
+    return np.array([*halves[1][::-1], start, *halves[0]])
+
+
+def _straight(points: np.ndarray, tree, seed: int, voxel: float, length: float) -> np.ndarray:
+    """A straight trace through ``seed`` along the local direction of the scored points (any direction if none)."""
+    direction = _direction(points, tree, points[seed], 6.0 * voxel)
+    if direction is None:
+        direction = np.array([1.0, 0.0, 0.0])
+    half = 0.5 * length * direction
+    return np.stack([points[seed] - half, points[seed] + half])
+
+
+def carve_hull(
+    cameras: Cameras,
+    images: Sequence[Float[Tensor, "H W C"]],
+    background: Float[Tensor, "3"],
+    resolution: int = 128,
+    min_score: float = 0.5,
+) -> Tuple[Optional[VisualHull], str]:
+    """The visual hull of the object in ``images`` (RGB or RGBA in [0, 1], seen by ``cameras``; RGB composited over
+    ``background``), within the cube around the point the cameras look at that every camera sees whole, or None and
+    the reason when there is none (no separable background, nothing left after carving)."""
+    from nerfstudio_clipsketch.edges import edge_map
+
+    cameras = cameras.reshape(-1).to("cpu")
+    c2w = cameras.camera_to_worlds.float()
+    centre = camera_axes_centre(c2w)
+    half_fov = torch.atan(0.5 * torch.minimum(cameras.width, cameras.height).float() / cameras.fy.float()).min()
+    half_size = float((c2w[:, :3, 3] - centre).norm(dim=-1).min() * torch.tan(half_fov))
+    images = [image.cpu().float() for image in images]
+    edges = [
+        edge_map(image[..., :3] * image[..., 3:] + background * (1 - image[..., 3:]))
+        if image.shape[-1] == 4
+        else edge_map(image)
+        for image in images
+    ]
+    masks = torch.stack([foreground_mask(image, background.cpu()) for image in images])
+    if not masks_separable(masks):
+        return None, "the images' backgrounds are not uniform enough to separate the object"
+    masks = _dilate(_resample(masks, MASK_SIZE) > 0.25, 1)
+    edge_maps = _resample(torch.stack(edges), MASK_SIZE, mode="max")
+    lo, hi = centre - half_size, centre + half_size
+    # The coarse pass only bounds the object: its voxels' centres must not miss thin parts, so the silhouettes are
+    # widened by a coarse voxel's size in pixels (at the nearest camera).
+    coarse_resolution = max(16, resolution // 4)
+    pixels_per_unit = float(cameras.fy.max()) * masks.shape[1] / float(cameras.height[0])
+    nearest = float((c2w[:, :3, 3] - centre).norm(dim=-1).min() - half_size)
+    widen = int(math.ceil(2.0 * half_size / coarse_resolution * pixels_per_unit / max(nearest, 1e-6)))
+    coarse, origin, size = carve(cameras, _dilate(masks, widen), lo, hi, coarse_resolution)
+    occupied = coarse.nonzero()
+    if len(occupied) == 0:
+        return None, "no voxel projects onto the object in every view (are the cameras and images consistent?)"
+    lo = origin + (occupied.min(0).values - 1.5) * size
+    hi = origin + (occupied.max(0).values + 1.5) * size
+    occupancy, origin, size = carve(cameras, masks, lo, hi, resolution)
+    if not bool(occupancy.any()):
+        return None, "no voxel projects onto the object in every view (are the cameras and images consistent?)"
+    shell_indices = surface(occupancy).nonzero()
+    shell = shell_indices.float() * size + origin
+    scores = edge_scores(shell, normals(occupancy, shell_indices), cameras, edge_maps)
+    good = scores >= min(min_score, float(scores.max()))
+    return VisualHull(occupancy, origin, size, shell[good], scores[good], shell, scores), "carved"

@@ -1,0 +1,104 @@
+"""The visual hull: carved from silhouettes, scored on image edges, traced into strokes; and the hull start."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from nerfstudio.cameras.cameras import Cameras
+
+from nerfstudio_clipsketch import curves
+from nerfstudio_clipsketch.cameras import get_viewmats
+from nerfstudio_clipsketch.hull import carve_hull, fit_bezier, masks_separable
+from nerfstudio_clipsketch.rendering import render
+from tests.helpers import look_at
+
+SIZE = 64
+FOCAL = 80.0
+
+
+def sphere_cameras(count: int = 24, distance: float = 4.0, size: int = SIZE) -> Cameras:
+    """Cameras on a sphere (golden spiral) around the origin, looking at it."""
+    eyes = []
+    for i in range(count):
+        z = 1.0 - 2.0 * (i + 0.5) / count
+        r, a = math.sqrt(1 - z * z), i * math.pi * (3 - math.sqrt(5))
+        eyes.append((distance * r * math.cos(a), distance * r * math.sin(a), distance * z))
+    c2w = torch.stack([look_at(e, up=(0.0, 0.0, 1.0) if abs(e[2]) < 3.9 else (0.0, 1.0, 0.0)) for e in eyes]).float()
+    focal = FOCAL * size / SIZE
+    return Cameras(camera_to_worlds=c2w, fx=focal, fy=focal, cx=size / 2, cy=size / 2, width=size, height=size)
+
+
+def sphere_images(cameras: Cameras, radius: float) -> torch.Tensor:
+    """A grey ball of ``radius`` at the origin, shaded by depth, on a black background (exact silhouettes)."""
+    viewmats = get_viewmats(cameras.camera_to_worlds)
+    rows, cols = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="ij")
+    images = []
+    for viewmat in viewmats:
+        d = torch.stack([(cols - SIZE / 2) / FOCAL, (rows - SIZE / 2) / FOCAL, torch.ones_like(rows)], -1)
+        d = d / d.norm(dim=-1, keepdim=True)  # rays in camera space; the ball's centre is at viewmat[:3, 3]
+        c = viewmat[:3, 3]
+        along = d @ c
+        miss = (c @ c - along**2) > radius**2
+        shade = 0.4 + 0.5 * (1 - (along - c.norm()) / radius).clamp(0, 1)
+        images.append(torch.where(miss[..., None], torch.zeros(3), shade[..., None].expand(-1, -1, 3)))
+    return torch.stack(images)
+
+
+def test_a_hull_carved_from_a_spheres_silhouettes_lies_within_a_voxel_of_it():
+    cameras, radius = sphere_cameras(), 0.8
+    hull, why = carve_hull(cameras, list(sphere_images(cameras, radius)), torch.zeros(3), resolution=64)
+    assert hull is not None, why
+    distance = hull.surface_points.norm(dim=-1)
+    # Silhouettes carve a ball from outside: the surface lies at the radius, a voxel (plus the 1-pixel mask
+    # dilation, about a voxel here) at most outside it, and never inside.
+    assert float((distance - radius).abs().median()) < hull.voxel_size
+    assert float(distance.min()) > radius - 1.5 * hull.voxel_size
+    assert float(distance.max()) < radius + 2.5 * hull.voxel_size
+    assert hull.diagonal == pytest.approx(2 * radius * math.sqrt(3), rel=0.1)
+    assert bool(hull.occupied(torch.zeros(1, 3))) and not bool(hull.occupied(torch.full((1, 3), 0.9)))
+
+
+def test_no_hull_without_a_uniform_background():
+    cameras = sphere_cameras(8)
+    noise = torch.rand(8, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(0))
+    hull, why = carve_hull(cameras, list(noise), torch.zeros(3))
+    assert hull is None and "backgrounds are not uniform" in why
+    assert not masks_separable(noise.amax(-1) > 0.1)
+
+
+def test_strokes_are_traced_along_a_wire_and_fitted_as_bezier_curves():
+    """A wire frame's silhouettes carve the wire itself; the traced strokes run along it, one per side."""
+    cameras = sphere_cameras(32, size=160)
+    square = torch.tensor([[-0.6, -0.6, 0.0], [0.6, -0.6, 0.0], [0.6, 0.6, 0.0], [-0.6, 0.6, 0.0]])
+    sides = zip(square, square.roll(-1, 0))
+    edges = torch.stack([torch.stack([a + (b - a) * k / 3 for k in range(4)]) for a, b in sides])
+    means = curves.sample_curves(edges, 200)
+    n = len(means)
+    images = render(
+        means, torch.full((n,), 0.01), torch.ones(n), torch.ones(n, 3), get_viewmats(cameras.camera_to_worlds),
+        cameras.get_intrinsics_matrices(), 160, 160, torch.zeros(3),
+    ).rgb
+    hull, why = carve_hull(cameras, list(images), torch.zeros(3), resolution=128)
+    assert hull is not None, why
+    strokes = torch.stack(hull.trace_strokes(4, 3, max_length=2.0, short_length=0.2))
+    samples = curves.evaluate(strokes, torch.linspace(0, 1, 50))
+    on_square = (samples.abs().amax(-1) - 0.6).abs() < 3 * hull.voxel_size  # on the square's outline...
+    assert float(on_square.float().mean()) > 0.9
+    assert float(samples[..., 2].abs().median()) < 2 * hull.voxel_size  # ...in its plane (the carved wire is a
+    assert float(samples[..., 2].abs().max()) < 5 * hull.voxel_size  # tube a few voxels thick)
+    lengths = curves.curve_lengths(strokes)
+    assert float(lengths.sum()) > 0.6 * 4 * 1.2  # the traces cover most of its 4.8 units
+
+
+def test_fit_bezier_interpolates_the_ends_and_recovers_a_cubic():
+    truth = torch.tensor([[[0.0, 0.0, 0.0], [0.3, 0.5, 0.0], [0.7, -0.5, 0.2], [1.0, 0.0, 0.0]]], dtype=torch.float64)
+    trace = curves.sample_curves(truth, 60)
+    fitted = fit_bezier(trace, 3)
+    torch.testing.assert_close(fitted[[0, -1]], truth[0, [0, -1]])
+    resampled = curves.sample_curves(fitted[None], 60)
+    assert float((resampled - trace).norm(dim=-1).max()) < 0.02
+    two = fit_bezier(torch.tensor([[0.0, 0, 0], [1.0, 0, 0]]), 3)  # too few points: a straight stroke
+    np.testing.assert_allclose(two[:, 0].numpy(), [0, 1 / 3, 2 / 3, 1], atol=1e-6)

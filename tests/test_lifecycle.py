@@ -1,0 +1,125 @@
+"""The strokes' lifecycle: collapsed, lost and duplicate strokes are found, re-seeded where the sketch is missing,
+their Adam moments reset; and the structure term that pulls strokes onto the views' edges."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nerfstudio_clipsketch import curves
+from nerfstudio_clipsketch.edges import EdgeGuidance, GradientBalance, edge_map
+from nerfstudio_clipsketch.hull import VisualHull
+from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle, duplicates
+from tests.helpers import make_model, ring_cameras
+
+
+def line(a, b) -> torch.Tensor:
+    a, b = torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
+    return torch.stack([a + (b - a) * k / 3 for k in range(4)])
+
+
+def scored_hull(points: torch.Tensor, voxel: float = 0.02) -> VisualHull:
+    """A hull whose scored surface points are ``points`` (what re-seeding draws from)."""
+    return VisualHull(
+        occupancy=torch.ones(2, 2, 2, dtype=torch.bool), origin=torch.zeros(3), voxel_size=voxel,
+        points=points, scores=torch.ones(len(points)), surface_points=points, surface_scores=torch.ones(len(points)),
+    )
+
+
+def test_duplicates_are_the_shorter_of_strokes_running_along_each_other():
+    long = line([0.0, 0.0, 0.0], [1.0, 0.0, 0.0])
+    along = line([0.2, 0.005, 0.0], [0.7, 0.005, 0.0])  # on the long one, shorter
+    apart = line([0.0, 0.5, 0.0], [1.0, 0.5, 0.0])
+    samples = curves.evaluate(torch.stack([long, along, apart]), torch.linspace(0, 1, 32))
+    lengths = curves.curve_lengths(torch.stack([long, along, apart]))
+    assert duplicates(samples, lengths, radius=0.02, share=0.8).tolist() == [False, True, False]
+    same = curves.evaluate(torch.stack([long, long]), torch.linspace(0, 1, 32))
+    assert duplicates(same, torch.ones(2), 0.02, 0.8).tolist() == [True, False]  # one of two identical survives
+
+
+def test_a_collapsed_stroke_is_reseeded_where_the_sketch_is_missing_and_its_adam_state_reset():
+    cameras = ring_cameras()
+    model = make_model(num_curves=3)
+    model.setup_from_data(cameras, background=torch.ones(3))
+    with torch.no_grad():  # two strokes on the left half of a square's outline, one shrunk to a dot
+        world = torch.stack(
+            [
+                line([-0.5, -0.5, 0.0], [-0.5, 0.5, 0.0]),
+                line([-0.5, 0.5, 0.0], [0.0, 0.5, 0.0]),
+                line([0.3] * 3, [0.3] * 3),
+            ]
+        )
+        model.control_points.copy_((world - model.anchor) / model.unit)
+    right = torch.stack([torch.full((50,), 0.5), torch.linspace(-0.5, 0.5, 50), torch.zeros(50)], -1)
+    left = torch.stack([torch.full((50,), -0.5), torch.linspace(-0.5, 0.5, 50), torch.zeros(50)], -1)
+    hull = scored_hull(torch.cat([left, right]))  # the scored rims: both sides; the right one has no stroke yet
+    optimizer = torch.optim.Adam([model.control_points], lr=1e-3)
+    model.control_points.grad = torch.ones_like(model.control_points)
+    optimizer.step()
+    world = model.world_control_points().detach().clone()
+    lifecycle = StrokeLifecycle(LifecycleSettings(every=10), cameras, scene_size=1.0, new_length=0.2, hull=hull)
+    assert lifecycle.step(10, model, optimizer) == 1
+    moved = model.world_control_points().detach()
+    torch.testing.assert_close(moved[:2], world[:2])  # the others are untouched
+    samples = curves.evaluate(moved[2:], torch.linspace(0, 1, 20))[0]
+    assert float((samples[:, 0] - 0.5).abs().max()) < 0.05  # the new stroke runs along the uncovered right side
+    assert float(curves.curve_lengths(moved[2:])) > 0.3
+    state = optimizer.state[model.control_points]
+    assert float(state["exp_avg"][2].abs().sum()) == 0 and float(state["exp_avg_sq"][2].abs().sum()) == 0
+    assert float(state["exp_avg"][:2].abs().min()) > 0  # kept strokes keep their moments
+    assert lifecycle.step(lifecycle.settings.stop + 1, model, optimizer) == 0  # frozen after the stop step
+
+
+def test_strokes_outside_every_view_are_lost():
+    cameras = ring_cameras()
+    lifecycle = StrokeLifecycle(LifecycleSettings(), cameras, scene_size=1.0, new_length=0.2)
+    found = lifecycle.find(torch.stack([line([0, 0, 0], [0.5, 0, 0]), line([0, 0, 40.0], [0.5, 0, 40.0])]))
+    assert found["lost"].tolist() == [False, True] and not bool(found["collapsed"].any())
+
+
+def test_the_edge_term_pulls_a_stroke_onto_a_target_edge():
+    """A dark line in every view; a stroke beside it, moved by the structure term alone, ends on it."""
+    cameras = ring_cameras(n=8, size=64, focal=80.0)
+    truth = line([-0.6, 0.0, 0.1], [0.6, 0.0, 0.1])[None]
+    model = make_model(num_curves=1, stroke_width=6.0)
+    model.setup_from_data(cameras, background=torch.ones(3))
+    with torch.no_grad():
+        model.control_points.copy_((truth - model.anchor) / model.unit)
+        targets = model.get_outputs(cameras)["rgb"].clone()  # the line as the model draws it
+        model.control_points.add_(torch.tensor([0.0, 0.12, 0.0]) / model.unit)
+
+    def distance():  # of the stroke's points from the line (sliding along it changes nothing in the views)
+        samples = curves.evaluate(model.world_control_points().detach(), torch.linspace(0.1, 0.9, 20))[0]
+        return float((samples[:, 1:] - truth[0, 0, 1:]).norm(dim=-1).mean())
+
+    before = distance()
+    guidance = EdgeGuidance()
+    optimizer = torch.optim.Adam([model.control_points], lr=5e-3)
+    for step in range(80):
+        i = step % 8
+        loss = guidance.loss(model.get_outputs(cameras[i : i + 1])["accumulation"], targets[i : i + 1], [i])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert distance() < 0.4 * before, (before, distance())
+
+
+def test_edge_maps_mark_the_boundaries_of_a_shape():
+    image = torch.zeros(32, 32, 3)
+    image[8:24, 8:24] = 1.0
+    edges = edge_map(image)
+    assert float(edges[16, 8]) > 0.5 and float(edges[8, 16]) > 0.5  # on the square's sides
+    assert float(edges[16, 16]) < 0.05 and float(edges[2, 2]) < 0.05  # flat inside and outside
+
+
+def test_the_balance_keeps_the_structure_gradient_at_its_share_of_clips():
+    balance = GradientBalance(weight=0.5, momentum=0.0)
+    rgb = torch.zeros(1, 4, 4, 3, requires_grad=True)
+    ink = torch.zeros(1, 4, 4, 1, requires_grad=True)
+    direction = torch.tensor([-1.0, -1.0, -1.0])  # black strokes on white
+    scale = balance.scale()
+    balance.watch(rgb, ink, direction, scale)
+    clip_gradient, raw_edge_gradient = torch.randn(1, 4, 4, 3), 100.0 * torch.randn(1, 4, 4, 1)
+    ((rgb * clip_gradient).sum() + scale * (ink * raw_edge_gradient).sum()).backward()
+    clip_on_ink = (clip_gradient * direction).sum(-1).norm()
+    assert float(balance.scale() * raw_edge_gradient.norm()) == pytest.approx(0.5 * float(clip_on_ink), rel=1e-5)
