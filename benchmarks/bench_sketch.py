@@ -127,6 +127,20 @@ def row(scene: str, recipe: str, report: dict, seconds: float) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def nef_row() -> str:
+    """NEF's own curves (``gt/nef_result_cubic.json``) under the same protocol: the edge method's reference row."""
+    from nerfstudio_clipsketch.curves import sample_curves
+    from nerfstudio_clipsketch.evaluation.metrics import nef_metrics
+    from nerfstudio_clipsketch.evaluation.references import abcnef_ground_truth, nef_curves
+    from nerfstudio_clipsketch.evaluation.report import NEF_SAMPLES
+
+    gt_dir = SCENES["abcnef"]["data"] / "gt"
+    control = nef_curves(gt_dir / "nef_result_cubic.json")
+    metrics = nef_metrics(sample_curves(control, NEF_SAMPLES), abcnef_ground_truth(gt_dir))
+    report = {"num_curves": len(control), "abcnef": metrics}
+    return row("abcnef", f"NEF's curves ({len(control)})", report, float("nan")).replace("nan", "–")
+
+
 HEADER = (
     "| scene | recipe | strokes alive | F1@1% (GT curves) | chamfer/diag | ABC F@0.02 | ABC F@0.01 | ABC chamfer "
     "| surface P@1% | coverage@2% | fg touch | train s |\n|" + "---|" * 12
@@ -143,6 +157,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     lines = [HEADER]
+    if "abcnef" in args.scenes and "default" in args.recipes:
+        lines.append(nef_row())
     for scene in args.scenes:
         for recipe in args.recipes:
             start = time.perf_counter()

@@ -13,6 +13,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.model import ClipSketchModelConfig
 from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
+
 # config.yml files of earlier runs name the trainer classes in this module.
 from nerfstudio_clipsketch.trainer import ClipSketchTrainer, ClipSketchTrainerConfig  # noqa: F401
 

@@ -11,12 +11,13 @@ from typing import Literal, Optional, Tuple, Type
 import torch
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.dataparsers import estimate_background
-from nerfstudio_clipsketch.hull import carve_hull
+from nerfstudio_clipsketch.hull import VisualHull, carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
 from nerfstudio_clipsketch.sketch import Sketch
 
@@ -56,7 +57,7 @@ class ClipSketchPipeline(VanillaPipeline):
         points = seed_points[0] if seed_points is not None else None
         hull, reason = None, "the run was not set up for training"
         if test_mode == "val" and self._wants_hull(points):
-            hull, reason = self._carve_hull(background)
+            hull, reason = self.visual_hull(background)
         self.model.setup_from_data(outputs.cameras, background, points, hull, reason)
         if test_mode == "val":
             self.ensure_guidance()
@@ -67,7 +68,8 @@ class ClipSketchPipeline(VanillaPipeline):
         no_points = points is None or len(points) == 0
         return config.init == "hull" or (config.init == "auto" and no_points) or config.lifecycle.every > 0
 
-    def _carve_hull(self, background):
+    def visual_hull(self, background: Optional[Tensor] = None) -> Tuple[Optional[VisualHull], str]:
+        """The visual hull carved from the training views (or None and why), timed in the log."""
         dataset = self.datamanager.train_dataset
         images = [cached["image"] for cached in self.datamanager.cached_train]
         images = [image.float() / 255.0 if image.dtype == torch.uint8 else image for image in images]

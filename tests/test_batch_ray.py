@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nerfstudio_clipsketch.batch.contact_sheet import EMPTY_COLOUR
+from nerfstudio_clipsketch.batch.contact_sheet import COLOURS
 from tests.helpers import cli_env, console_text
 
 pytestmark = pytest.mark.slow
@@ -126,4 +126,4 @@ def test_a_sweep_stopped_and_rerun_skips_finished_runs_and_a_bad_setting_fails_a
             frame = Image.open(row["image"]).convert("RGB").resize((right - left, bottom - top), Image.NEAREST)
             assert row["image"].endswith(f"step_{STEPS - 1:09d}.png") and (shown == np.asarray(frame)).all()
         else:
-            assert tuple(shown[-1, -1]) == EMPTY_COLOUR
+            assert tuple(shown[-1, -1]) == COLOURS.empty

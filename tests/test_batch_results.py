@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nerfstudio_clipsketch.batch.contact_sheet import BEST_COLOUR, sheet_layout, write_contact_sheet
+from nerfstudio_clipsketch.batch.contact_sheet import COLOURS, sheet_layout, write_contact_sheet
 from nerfstudio_clipsketch.batch.driver import BatchOptions, RayUnavailableError, check_reachable, import_ray, run_batch
 from nerfstudio_clipsketch.batch.grid import BatchGrid, parse_sweep
 from nerfstudio_clipsketch.batch.progress import Progress, format_duration
@@ -123,7 +123,7 @@ def test_the_contact_sheet_shows_each_final_sketch_and_frames_the_best(tmp_path)
     left, top, right, bottom = layout.tiles[0].box
     tile = sheet[top:bottom, left:right]
     assert (tile[16:48, 28:36] == 0).all() and (tile[:, :20] == 255).all()  # the stroke, enlarged pixel for pixel
-    assert tuple(sheet[top - 2, left + 10]) == BEST_COLOUR
+    assert tuple(sheet[top - 2, left + 10]) == COLOURS.best
     left, top, right, bottom = layout.tiles[1].box
     assert tuple(sheet[top - 2, left + 10]) == (255, 255, 255)
     assert (sheet[top:bottom, left:right] != 255).any()  # a grey tile with the error

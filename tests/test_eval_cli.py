@@ -17,6 +17,7 @@ from nerfstudio.utils.eval_utils import eval_setup
 from nerfstudio_clipsketch.cameras import from_dataset_coordinates
 from nerfstudio_clipsketch.curves import curve_lengths, sample_curves
 from nerfstudio_clipsketch.dataparsers.builtin import load_ground_truth_curves
+from nerfstudio_clipsketch.evaluation import report as report_module
 from nerfstudio_clipsketch.evaluation.metrics import bbox_diagonal
 from nerfstudio_clipsketch.evaluation.report import MetricOptions, evaluate_sketch
 from nerfstudio_clipsketch.scripts import eval as eval_script
@@ -121,6 +122,20 @@ def test_ground_truth_curves_score_perfectly(pipeline):
         assert curves[f"f1@{label}"] == 1.0
     assert curves["chamfer"] < 1e-6 * curves["diagonal"]
     assert report["num_curves"] == 24
+
+
+def test_strokes_alive_against_the_reference_or_else_the_visual_hull(pipeline):
+    """Strokes count as alive from 2 % of the reference's diagonal; with no 3D reference the visual hull carved from
+    the training views stands in, and its diagonal is the object's."""
+    lengths = [0.0, 0.05, 0.07, 2.0]
+    with_curves = {"curve_lengths": lengths, "num_curves": 4, "curves": {"diagonal": 3.0}, "abcnef": None}
+    assert report_module._alive(with_curves, pipeline) == {
+        "count": 2, "of": 4, "min_length": pytest.approx(0.06), "reference": "curves"
+    }
+    alive = report_module._alive({"curve_lengths": lengths, "num_curves": 4, "curves": None}, pipeline)
+    gt_diagonal = bbox_diagonal(sample_curves(ground_truth(pipeline)["control_points"], 50))
+    assert alive["reference"] == "visual hull"
+    assert alive["min_length"] == pytest.approx(0.02 * gt_diagonal, rel=0.35), gt_diagonal
 
 
 def test_curves_shifted_by_twice_tau_miss_at_tau(pipeline):

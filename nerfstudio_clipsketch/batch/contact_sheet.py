@@ -20,10 +20,20 @@ MARGIN = 12
 ROW_HEADER = 150
 LINE_HEIGHT = 14
 FONT_SIZE = 12
-BEST_COLOUR = (30, 160, 60)
-EMPTY_COLOUR = (225, 225, 225)
-TEXT_COLOUR = (20, 20, 20)
-ERROR_COLOUR = (170, 20, 20)
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The sheet's colours (RGB)."""
+
+    best: Tuple[int, int, int] = (30, 160, 60)
+    """Frame around the best seed's tile."""
+    empty: Tuple[int, int, int] = (225, 225, 225)
+    text: Tuple[int, int, int] = (20, 20, 20)
+    error: Tuple[int, int, int] = (170, 20, 20)
+
+
+COLOURS = Palette()
 
 Box = Tuple[int, int, int, int]
 
@@ -108,15 +118,15 @@ def _tile_image(row: Dict[str, Any], size: int, font) -> Image.Image:
         # Small training images are enlarged pixel for pixel, so that strokes stay as sharp as rendered.
         resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST
         sketch = sketch.resize((round(sketch.width * scale), round(sketch.height * scale)), resample)
-        tile = Image.new("RGB", (size, size), EMPTY_COLOUR)
+        tile = Image.new("RGB", (size, size), COLOURS.empty)
         tile.paste(sketch, ((size - sketch.width) // 2, (size - sketch.height) // 2))
         return tile
-    tile = Image.new("RGB", (size, size), EMPTY_COLOUR)
+    tile = Image.new("RGB", (size, size), COLOURS.empty)
     draw = ImageDraw.Draw(tile)
-    draw.text((6, 6), f"no sketch ({row['status']})", fill=TEXT_COLOUR, font=font)
+    draw.text((6, 6), f"no sketch ({row['status']})", fill=COLOURS.text, font=font)
     chars = max(8, int((size - 12) / max(font.getlength("n"), 1)))
     for i, line in enumerate(textwrap.wrap(row.get("error") or "", chars)[: (size - 30) // LINE_HEIGHT]):
-        draw.text((6, 26 + i * LINE_HEIGHT), line, fill=ERROR_COLOUR, font=font)
+        draw.text((6, 26 + i * LINE_HEIGHT), line, fill=COLOURS.error, font=font)
     return tile
 
 
@@ -129,15 +139,16 @@ def write_contact_sheet(rows: Sequence[Dict[str, Any]], path: Path, tile_size: i
     for r, capture in enumerate(layout.captures):
         top = layout.tiles[[t.row for t in layout.tiles].index(r)].box[1]
         for i, line in enumerate(textwrap.wrap(capture, 18)[:6]):
-            draw.text((MARGIN, top + tile_size // 2 - LINE_HEIGHT + i * LINE_HEIGHT), line, fill=TEXT_COLOUR, font=font)
+            y = top + tile_size // 2 - LINE_HEIGHT + i * LINE_HEIGHT
+            draw.text((MARGIN, y), line, fill=COLOURS.text, font=font)
     for row, tile in zip(rows, layout.tiles):
         sheet.paste(_tile_image(row, tile_size, font), tile.box[:2])
         if row.get("best"):
             left, top, right, bottom = tile.box
-            draw.rectangle((left - 3, top - 3, right + 2, bottom + 2), outline=BEST_COLOUR, width=3)
+            draw.rectangle((left - 3, top - 3, right + 2, bottom + 2), outline=COLOURS.best, width=3)
         x, y = tile.label_at
         for i, line in enumerate(label_lines(row)):
-            colour = TEXT_COLOUR if i < len(label_lines(row)) - 1 or row["status"] == "finished" else ERROR_COLOUR
+            colour = COLOURS.text if i < len(label_lines(row)) - 1 or row["status"] == "finished" else COLOURS.error
             draw.text((x, y + i * LINE_HEIGHT), _fit(line, font, tile_size), fill=colour, font=font)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)

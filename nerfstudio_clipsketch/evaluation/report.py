@@ -260,16 +260,21 @@ def _view_section(
     return views, nonzero_world_pos
 
 
-def _alive(report: Dict[str, Any]) -> Optional[dict]:
+def _alive(report: Dict[str, Any], pipeline) -> Optional[dict]:
     """How many strokes are at least :data:`ALIVE_SHARE` of the reference's diagonal long (ground-truth curves,
-    ABC-NEF edges or surface, whichever the data has)."""
-    for name in ("curves", "abcnef", "surface"):
-        section = report.get(name)
-        if section and not section.get("skipped") and section.get("diagonal"):
-            threshold = ALIVE_SHARE * section["diagonal"]
-            count = sum(length >= threshold for length in report["curve_lengths"])
-            return {"count": count, "of": report["num_curves"], "min_length": threshold, "reference": name}
-    return None
+    ABC-NEF edges or surface, whichever the data has; else the visual hull carved from the training views)."""
+    diagonals = [(name, (report.get(name) or {}).get("diagonal")) for name in ("curves", "abcnef", "surface")]
+    diagonals = [(name, d) for name, d in diagonals if d and not report[name].get("skipped")]
+    if not diagonals:
+        hull, _ = pipeline.visual_hull()
+        scale = float(pipeline.datamanager.train_dataparser_outputs.dataparser_scale)
+        diagonals = [("visual hull", hull.diagonal / scale)] if hull is not None else []
+    if not diagonals:
+        return None
+    name, diagonal = diagonals[0]
+    threshold = ALIVE_SHARE * diagonal
+    count = sum(length >= threshold for length in report["curve_lengths"])
+    return {"count": count, "of": report["num_curves"], "min_length": threshold, "reference": name}
 
 
 def _mean(values: List[Optional[float]]) -> Optional[float]:
@@ -357,7 +362,7 @@ def evaluate_sketch(pipeline, options: Optional[MetricOptions] = None) -> Dict[s
         world positions; ``skipped`` when too few points survive), ``clip`` the mean similarities,
         ``foreground_touch`` the mean touch and how masks were made (None without masks), ``abcnef`` ABC-NEF's
         metrics (None for other data), ``strokes_alive`` how many strokes are long enough to count (None without a
-        3D reference), ``views`` one entry per test view, ``notes`` what could not be measured and why.
+        3D reference or a visual hull), ``views`` one entry per test view, ``notes`` what could not be measured and why.
     """
     options = options or MetricOptions()
     options.check()
@@ -380,7 +385,7 @@ def evaluate_sketch(pipeline, options: Optional[MetricOptions] = None) -> Dict[s
         elif not any(note.startswith("No surface metrics") for note in notes):
             notes.append(_skipped_surface_note(surface, nonzero_world_pos, options))
     report["abcnef"] = _abcnef_section(pipeline, pipeline.sketch().control_points_dataset.double(), notes)
-    report["strokes_alive"] = _alive(report)
+    report["strokes_alive"] = _alive(report, pipeline)
     report["clip"] = _clip_section(pipeline, views, notes)
     report["foreground_touch"] = _touch_section(views, layout, options, notes)
     report["views"] = views

@@ -27,7 +27,7 @@ from rich.markup import escape
 from nerfstudio_clipsketch.batch.driver import BatchOptions, RayOptions, RayUnavailableError, run_batch
 from nerfstudio_clipsketch.batch.grid import BatchConfigError, BatchGrid, merge, parse_set, parse_sweep, read_batch_file
 from nerfstudio_clipsketch.evaluation.tables import format_grid
-from nerfstudio_clipsketch.scripts.common import ScriptError, run_or_exit
+from nerfstudio_clipsketch.scripts.common import ScriptError, cli
 
 SUMMARY_COLUMNS = (
     "capture",
@@ -117,14 +117,8 @@ def _cell(value) -> str:
 
 def entrypoint() -> None:
     """Entrypoint for use with pyproject scripts."""
-    tyro.extras.set_accent_color("bright_yellow")
-    run_or_exit(tyro.cli(BatchSketch).main)
+    cli(BatchSketch)
 
 
 if __name__ == "__main__":
     entrypoint()
-
-
-def get_parser_fn():
-    """Get the parser function for the sphinx docs."""
-    return tyro.extras.get_parser(BatchSketch)

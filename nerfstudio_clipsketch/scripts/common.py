@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
+import tyro
 import yaml
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
@@ -125,6 +126,12 @@ def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
         pipeline.model.restart()
         return LoadedRun(config_path, pipeline, Path(checkpoint), 0)
     return LoadedRun(config_path, pipeline, Path(checkpoint), int(step))
+
+
+def cli(command_type: Any) -> None:
+    """Parse the command line into ``command_type`` (a tyro dataclass or union of them) and run its ``main``."""
+    tyro.extras.set_accent_color("bright_yellow")
+    run_or_exit(tyro.cli(command_type).main)
 
 
 def run_or_exit(main: Callable[[], None]) -> None:

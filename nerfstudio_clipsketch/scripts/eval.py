@@ -31,7 +31,7 @@ from nerfstudio_clipsketch.evaluation.report import (
     evaluate_sketch,
 )
 from nerfstudio_clipsketch.evaluation.tables import print_report
-from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_run, run_or_exit
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, cli, load_run
 
 
 @dataclass
@@ -88,14 +88,8 @@ class EvalSketch:
 
 def entrypoint() -> None:
     """Entrypoint for use with pyproject scripts."""
-    tyro.extras.set_accent_color("bright_yellow")
-    run_or_exit(tyro.cli(EvalSketch).main)
+    cli(EvalSketch)
 
 
 if __name__ == "__main__":
     entrypoint()
-
-
-def get_parser_fn():
-    """Get the parser function for the sphinx docs."""
-    return tyro.extras.get_parser(EvalSketch)

@@ -35,7 +35,7 @@ from nerfstudio_clipsketch.exporters.files import (
 from nerfstudio_clipsketch.exporters.meshes import tube_mesh
 from nerfstudio_clipsketch.exporters.svg import write_sketch_svg
 from nerfstudio_clipsketch.pipeline import ClipSketchPipeline
-from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_run, run_or_exit
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, cli, load_run
 from nerfstudio_clipsketch.sketch import Sketch
 
 
@@ -228,15 +228,8 @@ Commands = tyro.conf.FlagConversionOff[
 
 def entrypoint() -> None:
     """Entrypoint for use with pyproject scripts."""
-    tyro.extras.set_accent_color("bright_yellow")
-    command = tyro.cli(Commands)
-    run_or_exit(command.main)
+    cli(Commands)
 
 
 if __name__ == "__main__":
     entrypoint()
-
-
-def get_parser_fn():
-    """Get the parser function for the sphinx docs."""
-    return tyro.extras.get_parser(Commands)

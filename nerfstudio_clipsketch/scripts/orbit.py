@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from nerfstudio_clipsketch.cameras import look_at_centre
 from nerfstudio_clipsketch.orbit import OrbitKind, orbit_path, vertical_fov_degrees
-from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, load_run, run_or_exit
+from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, cli, load_run
 
 
 @dataclass
@@ -99,15 +99,8 @@ class OrbitPath:
 
 def entrypoint() -> None:
     """Entrypoint for use with pyproject scripts."""
-    tyro.extras.set_accent_color("bright_yellow")
-    command = tyro.cli(tyro.conf.FlagConversionOff[OrbitPath])
-    run_or_exit(command.main)
+    cli(tyro.conf.FlagConversionOff[OrbitPath])
 
 
 if __name__ == "__main__":
     entrypoint()
-
-
-def get_parser_fn():
-    """Get the parser function for the sphinx docs."""
-    return tyro.extras.get_parser(tyro.conf.FlagConversionOff[OrbitPath])
