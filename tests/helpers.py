@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -252,6 +253,12 @@ def cli_env() -> dict:
     env = dict(os.environ)
     env.update({"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
     return env
+
+
+def with_default_sigint() -> None:
+    """``preexec_fn`` for processes a test stops with Ctrl-C: SIGINT acts as it does in a terminal even when the test
+    runs as a background job (which starts with SIGINT ignored, and a program rightly keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cli_command(args) -> list:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from nerfstudio_clipsketch.batch.contact_sheet import COLOURS
-from tests.helpers import cli_env, console_text
+from tests.helpers import cli_env, console_text, with_default_sigint
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray", reason="clipsketch-batch runs on Ray, which cannot be installed on this platform")
@@ -71,7 +71,7 @@ def test_a_sweep_stopped_and_rerun_skips_finished_runs_and_a_bad_setting_fails_a
     # 1. The 2x2 sweep, stopped with Ctrl-C as soon as one run has finished.
     batch = subprocess.Popen(
         batch_command(captures, "3,4", tiny_clip_config, cache, out),
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=with_default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 900
     while not any(r["status"] == "finished" for r in records(out).values()):

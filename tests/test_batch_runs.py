@@ -176,12 +176,14 @@ def test_a_cancelled_task_sends_sigterm_to_its_child_which_starts_with_no_signal
             threading.Event().wait(0.05)
         _thread.interrupt_main()
 
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also in a background job
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         threading.Thread(target=cancel, daemon=True).start()
         returncode, seconds, interrupted, _ = run_stage(stage, tmp_path, dict(os.environ), stop_timeout=30)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, handler)
     assert interrupted and returncode == 143 and seconds < 30
     assert (tmp_path / "saved").read_text() == "checkpoint"
     assert "SigBlk:\t0000000000000000" in (tmp_path / "train.log").read_text()

@@ -17,7 +17,16 @@ from PIL import Image
 from nerfstudio_clipsketch.checkpoints import checkpoint_steps
 from nerfstudio_clipsketch.model import ClipSketchModel
 from nerfstudio_clipsketch.scripts.common import load_run
-from tests.helpers import cli_command, cli_env, console_text, run_dir, train_args, train_in_process, with_option
+from tests.helpers import (
+    cli_command,
+    cli_env,
+    console_text,
+    run_dir,
+    train_args,
+    train_in_process,
+    with_default_sigint,
+    with_option,
+)
 
 STOP_AT = 1
 
@@ -130,7 +139,9 @@ def test_ctrl_c_while_setting_up_is_one_message(tiny_scene, tiny_clip_config, tm
 def started(command, log_path):
     """A process writing its output to ``log_path``, killed if still running when the block ends."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=with_default_sigint
+        )
         try:
             yield process
         finally:
