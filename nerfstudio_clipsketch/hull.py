@@ -185,46 +185,31 @@ class VisualHull:
         return float((idx.max(0).values - idx.min(0).values + 1).norm()) * self.voxel_size
 
     @torch.no_grad()
-    def depth_map(self, camera: Cameras) -> Tensor:
-        """``[H, W]``: the depth of the hull's surface seen by one camera (inf where it sees no hull): a z-buffer of
-        the surface voxels, closed by a minimum filter as wide as a voxel looks from the nearest one."""
-        camera = camera.reshape(-1)[:1].to("cpu")
-        height, width = int(camera.height[0, 0]), int(camera.width[0, 0])
-        uv, depth = _project(self.surface_points, camera, 1.0)
-        col, row = uv[0, :, 0].floor().long(), uv[0, :, 1].floor().long()
-        inside = (depth[0] > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
-        pixels = (row * width + col)[inside]
-        buffer = torch.full((height * width,), float("inf")).scatter_reduce(0, pixels, depth[0][inside], "amin")
-        if not bool(inside.any()):
-            return buffer.reshape(height, width)
-        radius = int(math.ceil(self.voxel_size * float(camera.fx[0, 0]) / float(depth[0][inside].min())))
-        buffer = -F.max_pool2d(-buffer.reshape(1, 1, height, width), 2 * radius + 1, stride=1, padding=radius)
-        return buffer[0, 0]
-
-    @torch.no_grad()
     def visible(self, points: Tensor, cameras: Cameras, start: float = 3.0) -> Tensor:
         """``[C, N]``: whether each point sees each camera past the hull: no occupied voxel on the segment toward the
         camera, from ``start`` voxels away (a point on the surface must not hide itself) to where it leaves the
         hull's box. Points on the object's far side are hidden; its rims and creases facing a camera are not."""
-        cameras = cameras.reshape(-1).to("cpu")
-        p = points.detach().cpu().float()
-        steps = torch.arange(start, start + 2.0 * max(self.occupancy.shape), 1.0) * self.voxel_size  # [K]
+        p = points.detach().float()  # on the points' device: no host sync in the training step
+        origins = cameras.reshape(-1).camera_to_worlds[:, :3, 3].to(p)
+        steps = torch.arange(start, start + 2.0 * max(self.occupancy.shape), 1.0, device=p.device) * self.voxel_size
         rows = []
-        for c in range(len(cameras)):
-            towards = cameras.camera_to_worlds[c, :3, 3].float() - p  # [N, 3]
+        for origin in origins:
+            towards = origin - p  # [N, 3]
             distance = towards.norm(dim=-1, keepdim=True)
             ray = p[:, None] + (towards / distance)[:, None] * steps[None, :, None]  # [N, K, 3]
             before_camera = steps[None, :] < distance
             blocked = self.occupied(ray.reshape(-1, 3)).reshape(ray.shape[:2]) & before_camera
             rows.append(~blocked.any(-1))
-        return torch.stack(rows).to(points.device)
+        return torch.stack(rows)
 
     def occupied(self, points: Tensor) -> Tensor:
-        """Whether each point lies in an occupied voxel."""
+        """Whether each point lies in an occupied voxel (on the points' device)."""
+        if self.occupancy.device != points.device:  # moved once, to where the sketch is
+            self.occupancy, self.origin = self.occupancy.to(points.device), self.origin.to(points.device)
         idx = torch.round((points - self.origin) / self.voxel_size).long()
-        dims = torch.tensor(self.occupancy.shape)
+        dims = torch.tensor(self.occupancy.shape, device=points.device)
         valid = ((idx >= 0) & (idx < dims)).all(-1)
-        safe = idx.clamp(min=torch.zeros(3, dtype=torch.long), max=dims - 1)
+        safe = torch.minimum(idx.clamp_min(0), dims - 1)
         return valid & self.occupancy[safe[:, 0], safe[:, 1], safe[:, 2]]
 
     def trace_strokes(
@@ -336,15 +321,15 @@ def carve_hull(
     half_fov = torch.atan(0.5 * torch.minimum(cameras.width, cameras.height).float() / cameras.fy.float()).min()
     half_size = float((c2w[:, :3, 3] - centre).norm(dim=-1).min() * torch.tan(half_fov))
     images = [image.cpu().float() for image in images]
+    masks = torch.stack([foreground_mask(image, background.cpu()) for image in images])
+    if not masks_separable(masks):
+        return None, "the images' backgrounds are not uniform enough to separate the object"
     edges = [
         edge_map(image[..., :3] * image[..., 3:] + background * (1 - image[..., 3:]))
         if image.shape[-1] == 4
         else edge_map(image)
         for image in images
     ]
-    masks = torch.stack([foreground_mask(image, background.cpu()) for image in images])
-    if not masks_separable(masks):
-        return None, "the images' backgrounds are not uniform enough to separate the object"
     masks = _dilate(_resample(masks, MASK_SIZE) > 0.25, 1)
     edge_maps = _resample(torch.stack(edges), MASK_SIZE, mode="max")
     lo, hi = centre - half_size, centre + half_size

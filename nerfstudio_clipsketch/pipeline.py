@@ -68,14 +68,18 @@ class ClipSketchPipeline(VanillaPipeline):
         no_points = points is None or len(points) == 0
         return config.init == "hull" or (config.init == "auto" and no_points) or config.lifecycle.every > 0
 
-    def visual_hull(self, background: Optional[Tensor] = None) -> Tuple[Optional[VisualHull], str]:
-        """The visual hull carved from the training views (or None and why), timed in the log."""
+    def visual_hull(
+        self, background: Optional[Tensor] = None, resolution: Optional[int] = None
+    ) -> Tuple[Optional[VisualHull], str]:
+        """The visual hull carved from the training views (or None and why), timed in the log; ``resolution``
+        defaults to the model's ``hull_resolution``."""
         dataset = self.datamanager.train_dataset
         images = [cached["image"] for cached in self.datamanager.cached_train]
         images = [image.float() / 255.0 if image.dtype == torch.uint8 else image for image in images]
         under = background if background is not None else self.model.style.background.cpu()
         start = time.perf_counter()
-        hull, reason = carve_hull(dataset.cameras, images, under.float(), self.model.config.hull_resolution)
+        resolution = resolution or self.model.config.hull_resolution
+        hull, reason = carve_hull(dataset.cameras, images, under.float(), resolution)
         if hull is None:
             CONSOLE.log(f"clipsketch: no visual hull: {reason}")
         else:

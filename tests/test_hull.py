@@ -61,6 +61,19 @@ def test_a_hull_carved_from_a_spheres_silhouettes_lies_within_a_voxel_of_it():
     assert bool(hull.occupied(torch.zeros(1, 3))) and not bool(hull.occupied(torch.full((1, 3), 0.9)))
 
 
+def test_a_point_on_the_hull_sees_the_cameras_on_its_side_and_not_those_behind_the_object():
+    cameras, radius = sphere_cameras(), 0.8
+    hull, why = carve_hull(cameras, list(sphere_images(cameras, radius)), torch.zeros(3), resolution=48)
+    assert hull is not None, why
+    eyes = cameras.camera_to_worlds[:, :3, 3]
+    point = eyes[0] / eyes[0].norm() * (radius + hull.voxel_size)  # on the surface, facing camera 0
+    seen = hull.visible(point[None], cameras)[:, 0]
+    facing = eyes @ point > 0.3 * float(eyes[0].norm() * point.norm())  # well on the point's side
+    behind = eyes @ point < -0.3 * float(eyes[0].norm() * point.norm())  # well behind the ball
+    assert bool(seen[0]) and bool(seen[facing].all())
+    assert bool(behind.any()) and not bool(seen[behind].any())
+
+
 def test_no_hull_without_a_uniform_background():
     cameras = sphere_cameras(8)
     noise = torch.rand(8, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(0))

@@ -266,7 +266,7 @@ def _alive(report: Dict[str, Any], pipeline) -> Optional[dict]:
     diagonals = [(name, (report.get(name) or {}).get("diagonal")) for name in ("curves", "abcnef", "surface")]
     diagonals = [(name, d) for name, d in diagonals if d and not report[name].get("skipped")]
     if not diagonals:
-        hull, _ = pipeline.visual_hull()
+        hull, _ = pipeline.visual_hull(resolution=64)  # enough for a bounding box
         scale = float(pipeline.datamanager.train_dataparser_outputs.dataparser_scale)
         diagonals = [("visual hull", hull.diagonal / scale)] if hull is not None else []
     if not diagonals:
