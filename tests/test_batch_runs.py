@@ -21,6 +21,7 @@ from nerfstudio_clipsketch.batch.runs import (
     plan_runs,
     prepare,
     read_record,
+    record_finished,
     run_state,
     stages,
     train_command,
@@ -100,6 +101,18 @@ def test_a_trained_run_is_only_evaluated_and_a_finished_one_has_nothing_left(tmp
     fake_run(folder, evaluated=STEPS - 1)
     (plan,) = plan_runs(tmp_path, [spec], evaluate=True)
     assert plan.state == "finished" and stages(plan, tmp_path, evaluate=True, cpu_only=True) == []
+
+
+def test_a_run_stopped_just_as_its_last_stage_ended_is_recorded_as_finished(tmp_path):
+    """Ctrl-C can reach a task after its evaluation wrote its report: the files say finished, so the table must too
+    (a rerun skips it), while a run stopped mid-training stays stopped."""
+    done, cut = specs()
+    done_dir = fake_run(tmp_path / "builtin" / "clipsketch" / done.name, checkpoint=STEPS - 1, evaluated=STEPS - 1)
+    cut_dir = fake_run(tmp_path / "builtin" / "clipsketch" / cut.name, checkpoint=2)
+    for spec, folder in ((done, done_dir), (cut, cut_dir)):
+        write_record(folder, {**new_record(spec, {}), "status": "stopped"})
+    record_finished(plan_runs(tmp_path, [done, cut], evaluate=True), evaluate=True)
+    assert read_record(done_dir)["status"] == "finished" and read_record(cut_dir)["status"] == "stopped"
 
 
 def test_a_checkpoint_trained_with_other_flags_is_neither_resumed_nor_skipped(tmp_path):

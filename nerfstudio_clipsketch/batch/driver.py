@@ -29,7 +29,16 @@ from nerfstudio_clipsketch.batch.contact_sheet import write_contact_sheet
 from nerfstudio_clipsketch.batch.grid import BatchConfigError, BatchGrid
 from nerfstudio_clipsketch.batch.progress import Progress, format_duration
 from nerfstudio_clipsketch.batch.results import collect, write_tables
-from nerfstudio_clipsketch.batch.runs import RunJob, RunPlan, plan_runs, prepare, read_record, stages, write_record
+from nerfstudio_clipsketch.batch.runs import (
+    RunJob,
+    RunPlan,
+    plan_runs,
+    prepare,
+    read_record,
+    record_finished,
+    stages,
+    write_record,
+)
 from nerfstudio_clipsketch.batch.task import execute
 
 POLL_S = 1.0
@@ -130,10 +139,7 @@ def run_batch(grid: BatchGrid, options: BatchOptions) -> BatchOutcome:
     batch_dir = options.output_dir.resolve()
     plans = plan_runs(batch_dir, grid.runs(), options.evaluate)
     todo = [plan for plan in plans if plan.state != "finished"]
-    for plan in plans:
-        record = read_record(plan.run_dir)
-        if plan.state == "finished" and record and record.get("status") != "finished":
-            write_record(plan.run_dir, {**record, "status": "finished", "error": None})
+    record_finished(plans, options.evaluate)
     counts = {state: sum(p.state == state for p in plans) for state in ("finished", "stopped", "trained", "new")}
     CONSOLE.print(
         f"clipsketch-batch: {len(plans)} runs in {escape(str(batch_dir))}: {counts['finished']} finished (skipped), "
@@ -145,6 +151,7 @@ def run_batch(grid: BatchGrid, options: BatchOptions) -> BatchOutcome:
         progress = Progress(total=len(plans))
         progress.skip(counts["finished"])
         interrupted = _run_on_ray(import_ray(), todo, batch_dir, options, progress)
+        record_finished(plans, options.evaluate)  # a run whose last stage ended just as it was stopped
     rows = collect(plans, options.loss_window)
     sheet_path = batch_dir / "contact_sheet.png"
     layout = write_contact_sheet(rows, sheet_path, options.tile_size)

@@ -131,6 +131,16 @@ def write_record(folder: Path, record: Dict[str, Any]) -> None:
     os.replace(tmp, folder / RECORD_NAME)
 
 
+def record_finished(plans: Sequence[RunPlan], evaluate: bool) -> None:
+    """Mark as finished the records of runs whose folders say they are (trained to the last step, and evaluated): the
+    files decide, so the table never says "stopped" for a run that a rerun would skip."""
+    for plan in plans:
+        record = read_record(plan.run_dir)
+        state = run_state(plan.run_dir, plan.spec.target_steps, evaluate)
+        if state == "finished" and record and record.get("status") != "finished":
+            write_record(plan.run_dir, {**record, "status": "finished", "error": None})
+
+
 def identity(spec: RunSpec) -> Dict[str, Any]:
     """What makes a run this run: its capture and flags (the target steps may grow: the run is then resumed)."""
     return {
