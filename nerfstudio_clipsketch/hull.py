@@ -5,9 +5,10 @@ the dataparsers estimate: :func:`foreground_mask`), every voxel of a grid around
 projects outside the object in some view is carved away (:func:`carve`: vectorised, coarse then fine). The remaining
 voxels' surface is scored by how consistently it projects onto edges of the training images (:func:`edge_scores`):
 silhouette rims and creases score high in many views, flat interiors low. :class:`VisualHull` keeps the well-scored
-surface points, and :meth:`VisualHull.trace_strokes` grows strokes along them: each new stroke starts at the scored
-point farthest from the strokes so far and follows the ridge of scored points both ways until it turns a corner or
-runs out, then becomes a Bézier curve fitted to its trace.
+surface points, pulled onto the middle of the bands they form along each edge (:func:`onto_ridges`), and
+:meth:`VisualHull.trace_strokes` grows strokes along them: each new stroke starts at the scored point farthest from
+the strokes so far and follows the ridge of scored points both ways until it turns a corner or runs out, then becomes
+a Bézier curve fitted to its trace. Isolated points (specks of noise on the hull) get no stroke.
 
 Scenes without a separable background (photographs, forward-facing captures) have no hull: :func:`masks_separable`
 says so, and initialisation falls back to the dataparser's points or a sphere.
@@ -148,6 +149,25 @@ def edge_scores(
     return (hits & facing).float().sum(0) / facing.float().sum(0).clamp_min(1)
 
 
+def onto_ridges(
+    points: Float[Tensor, "P 3"], scores: Float[Tensor, "P"], voxel: float, radius: float = 3.0, iterations: int = 2
+) -> Float[Tensor, "P 3"]:
+    """Scored points moved onto the middle of their band: an edge seen in many views scores a band a few voxels
+    wide, highest along the edge itself, so each point moves to the score-weighted mean of the points within
+    ``radius`` voxels (``iterations`` times). Strokes traced along the result follow the edge, not the band."""
+    from scipy.sparse import coo_matrix
+    from scipy.spatial import cKDTree
+
+    p, w = points.double().numpy(), scores.double().numpy()
+    for _ in range(iterations):
+        pairs = cKDTree(p).query_pairs(radius * voxel, output_type="ndarray")
+        rows = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(len(p))])
+        cols = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(len(p))])
+        weights = coo_matrix((w[cols], (rows, cols)), shape=(len(p), len(p))).tocsr()
+        p = (weights @ p) / np.asarray(weights.sum(1))
+    return torch.from_numpy(p).to(points.dtype)
+
+
 def fit_bezier(points: Float[Tensor, "M 3"], degree: int) -> Float[Tensor, "degree_plus_one 3"]:
     """Least-squares Bézier curve through a polyline, parameterised by chord length (ends interpolated)."""
     chords = (points[1:] - points[:-1]).norm(dim=-1)
@@ -224,7 +244,8 @@ class VisualHull:
         """Up to ``count`` new strokes along the scored surface points, each starting at the point farthest from
         ``existing`` points and the strokes traced before it (see the module docstring), and fewer when every scored
         point lies within ``min_scale`` voxels of a stroke. ``max_length`` bounds a trace; a trace shorter than
-        ``min_scale`` voxels becomes a straight stroke ``short_length`` long along the local direction."""
+        ``min_scale`` voxels becomes a straight stroke along the local direction, at most ``short_length`` and six
+        voxels long, and an isolated point (noise on the hull) no stroke."""
         from scipy.spatial import cKDTree
 
         points = self.points.double().numpy()
@@ -234,14 +255,19 @@ class VisualHull:
         covered = np.full(len(points), np.inf)
         if existing is not None and len(existing):
             covered = cKDTree(existing.double().numpy()).query(points)[0]
-        strokes = []
-        for _ in range(count):
+        strokes: List[Tensor] = []
+        for _ in range(4 * count):  # isolated points are skipped, not drawn
             seed = int(np.argmax(covered))
-            if covered[seed] < min_scale * self.voxel_size:
-                break  # every scored point lies on a stroke already
+            if len(strokes) == count or covered[seed] < min_scale * self.voxel_size:
+                break  # enough strokes, or every scored point lies on a stroke already
             trace = _trace(points, tree, seed, self.voxel_size, max_length)
             if _length(trace) < min_scale * self.voxel_size:
-                trace = _straight(points, tree, seed, self.voxel_size, short_length)
+                direction = _direction(points, tree, points[seed], 6.0 * self.voxel_size)
+                if direction is None:  # a speck of noise on the hull
+                    covered[tree.query_ball_point(points[seed], min_scale * self.voxel_size)] = 0.0
+                    continue
+                half = 0.5 * min(short_length, 6.0 * self.voxel_size) * direction
+                trace = np.stack([points[seed] - half, points[seed] + half])
             stroke = fit_bezier(torch.from_numpy(trace), degree).float()
             samples = curves.evaluate(stroke[None].double(), torch.linspace(0, 1, 64, dtype=torch.double))[0]
             covered = np.minimum(covered, cKDTree(samples.numpy()).query(points)[0])
@@ -263,19 +289,30 @@ def _direction(points: np.ndarray, tree, centre: np.ndarray, radius: float) -> O
 
 
 def _trace(
-    points: np.ndarray, tree, seed: int, step: float, max_length: float, max_turn: float = 45.0, max_bend: float = 75.0
+    points: np.ndarray,
+    tree,
+    seed: int,
+    step: float,
+    max_length: float,
+    max_turn: float = 45.0,
+    max_bend: float = 75.0,
+    max_corner: float = 35.0,
+    window: int = 3,
 ) -> np.ndarray:
     """Follow the ridge of scored points both ways from ``seed``, in steps of a voxel, until nothing is near, the
-    path turns more than ``max_turn`` degrees in a step or ``max_bend`` degrees in all (a corner: a cubic is one
-    smooth piece), or the trace is ``max_length`` long."""
+    path turns more than ``max_turn`` degrees in a step, ``max_corner`` degrees over ``window`` steps (a corner
+    rounded off by the voxels) or ``max_bend`` degrees in all (a cubic is one smooth piece), or the trace is
+    ``max_length`` long."""
     start = points[seed]
     direction = _direction(points, tree, start, 6.0 * step)
     if direction is None:
         return start[None]
     halves = []
     cos_turn, cos_bend = math.cos(math.radians(max_turn)), math.cos(math.radians(max_bend))
+    cos_corner = math.cos(math.radians(max_corner))
     for sign in (1.0, -1.0):
         path, here, heading = [], start, sign * direction
+        steps = [heading]
         while _length(np.array([start, *path])) < max_length / 2:
             near = tree.query_ball_point(here + 2.0 * step * heading, 1.5 * step)
             if not near:
@@ -286,21 +323,15 @@ def _trace(
             step_to = step_to / np.linalg.norm(step_to)
             if step_to @ heading < cos_turn or step_to @ (sign * direction) < cos_bend:
                 break
+            if len(steps) >= window and step_to @ steps[-window] < cos_corner:
+                break
+            steps.append(step_to)
             heading = step_to + heading
             heading /= np.linalg.norm(heading)
             here = here + step_to * min(2.0 * step, float(np.linalg.norm(points[near].mean(0) - here)))
             path.append(here)
         halves.append(path)
     return np.array([*halves[1][::-1], start, *halves[0]])
-
-
-def _straight(points: np.ndarray, tree, seed: int, voxel: float, length: float) -> np.ndarray:
-    """A straight trace through ``seed`` along the local direction of the scored points (any direction if none)."""
-    direction = _direction(points, tree, points[seed], 6.0 * voxel)
-    if direction is None:
-        direction = np.array([1.0, 0.0, 0.0])
-    half = 0.5 * length * direction
-    return np.stack([points[seed] - half, points[seed] + half])
 
 
 def carve_hull(
@@ -352,4 +383,5 @@ def carve_hull(
     shell = shell_indices.float() * size + origin
     scores = edge_scores(shell, normals(occupancy, shell_indices), cameras, edge_maps)
     good = scores >= min(min_score, float(scores.max()))
-    return VisualHull(occupancy, origin, size, shell[good], scores[good], shell, scores), "carved"
+    ridges = onto_ridges(shell[good], scores[good], size)
+    return VisualHull(occupancy, origin, size, ridges, scores[good], shell, scores), "carved"

@@ -11,7 +11,7 @@ from nerfstudio.cameras.cameras import Cameras
 
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.hull import carve_hull, fit_bezier, masks_separable
+from nerfstudio_clipsketch.hull import VisualHull, carve_hull, fit_bezier, masks_separable, onto_ridges
 from nerfstudio_clipsketch.rendering import render
 from tests.helpers import look_at
 
@@ -104,6 +104,59 @@ def test_strokes_are_traced_along_a_wire_and_fitted_as_bezier_curves():
     assert float(samples[..., 2].abs().max()) < 5 * hull.voxel_size  # tube a few voxels thick)
     lengths = curves.curve_lengths(strokes)
     assert float(lengths.sum()) > 0.6 * 4 * 1.2  # the traces cover most of its 4.8 units
+
+
+VOXEL = 0.01
+
+
+def scored_hull(points: torch.Tensor, scores=None) -> VisualHull:
+    """A hull holding only scored points (what tracing reads), as carving leaves them."""
+    scores = torch.ones(len(points)) if scores is None else scores
+    empty = torch.zeros(1, 1, 1, dtype=torch.bool)
+    return VisualHull(empty, torch.zeros(3), VOXEL, points, scores, points, scores)
+
+
+def band(start, end, width: float, generator, per_voxel: int = 6) -> torch.Tensor:
+    """Points scattered in a band ``width`` voxels across around the segment ``start``-``end`` (in the z = 0 plane),
+    as an edge's scored hull points lie."""
+    start, end = torch.tensor(start), torch.tensor(end)
+    count = int(per_voxel * float((end - start).norm()) / VOXEL)
+    t = torch.rand(count, 1, generator=generator)
+    across = torch.tensor([-(end - start)[1], (end - start)[0], 0.0]) / (end - start).norm()
+    offset = (torch.rand(count, 1, generator=generator) - 0.5) * width * VOXEL
+    return start + t * (end - start) + offset * across
+
+
+def distance_to_segment(points, start, end) -> torch.Tensor:
+    start, end = torch.tensor(start), torch.tensor(end)
+    t = (((points - start) @ (end - start)) / (end - start).square().sum()).clamp(0, 1)
+    return (points - (start + t[:, None] * (end - start))).norm(dim=-1)
+
+
+def test_scored_bands_are_pulled_onto_the_edge_they_surround():
+    """An edge scores a band a few voxels wide, highest on the edge: the points move onto its middle."""
+    generator = torch.Generator().manual_seed(0)
+    points = band((0.0, 0.0, 0.0), (0.5, 0.0, 0.0), 5.0, generator)
+    scores = torch.exp(-((points[:, 1] / (1.5 * VOXEL)) ** 2))
+    before = points[:, 1].abs()
+    after = onto_ridges(points, scores, VOXEL)[:, 1].abs()
+    assert float(before.mean()) > 1.0 * VOXEL and float(after.mean()) < 0.3 * VOXEL, (before.mean(), after.mean())
+
+
+def test_a_trace_stops_at_a_corner_and_noise_gets_no_stroke():
+    """Two edges meeting at 70 degrees (a dodecahedron's are 72 degrees apart) become two strokes, each on its edge
+    (a cubic through the corner would cut it), and isolated specks of noise get none."""
+    generator = torch.Generator().manual_seed(0)
+    corner, a = (0.0, 0.0, 0.0), (-0.4, 0.0, 0.0)
+    b = (0.4 * math.cos(math.radians(70)), 0.4 * math.sin(math.radians(70)), 0.0)
+    specks = torch.tensor([[0.3, -0.3, 0.0], [-0.3, 0.3, 0.0], [0.0, -0.4, 0.1]])
+    edges = torch.cat([band(a, corner, 3.0, generator), band(corner, b, 3.0, generator)])
+    hull = scored_hull(torch.cat([edges, specks]))
+    strokes = torch.stack(hull.trace_strokes(6, 3, max_length=2.0, short_length=0.1))
+    samples = curves.evaluate(strokes, torch.linspace(0, 1, 50)).reshape(-1, 3)
+    off = torch.minimum(distance_to_segment(samples, a, corner), distance_to_segment(samples, corner, b))
+    assert float(off.max()) < 2.0 * VOXEL, float(off.max())  # no stroke rounds the corner or sits on a speck
+    assert float(curves.curve_lengths(strokes).sum()) > 0.7  # both edges drawn (0.8 in all)
 
 
 def test_fit_bezier_interpolates_the_ends_and_recovers_a_cubic():
