@@ -85,12 +85,16 @@ def evaluate(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-@torch.no_grad()
 def picture(run_dir: Path, view: int = 0) -> None:
     """The training view, the sketch alone, and the sketch in red over the view, side by side (``sketch.png``)."""
     from nerfstudio_clipsketch.scripts.common import load_run
 
-    pipeline = load_run(run_dir / "config.yml").pipeline
+    draw(load_run(run_dir / "config.yml").pipeline, run_dir / "sketch.png", view)
+
+
+@torch.no_grad()
+def draw(pipeline, path: Path, view: int = 0) -> None:
+    """:func:`picture` of a pipeline's sketch, to ``path``."""
     dataset = pipeline.datamanager.train_dataset
     model = pipeline.model
     target = model.style.composite(dataset[view]["image"]).cpu()
@@ -100,7 +104,7 @@ def picture(run_dir: Path, view: int = 0) -> None:
     overlay = target * 0.6 + 0.4 * target.mean(-1, keepdim=True)  # faded view, strokes on top
     overlay = overlay * (1 - alpha) + red * alpha
     tiles = torch.cat([target, sketch, overlay], dim=1).clamp(0, 1)
-    Image.fromarray((tiles.numpy() * 255).round().astype(np.uint8)).save(run_dir / "sketch.png")
+    Image.fromarray((tiles.numpy() * 255).round().astype(np.uint8)).save(path)
 
 
 def row(scene: str, recipe: str, report: dict, seconds: float) -> str:

@@ -4,7 +4,7 @@ freshly set-up pipeline, in the table of :mod:`benchmarks.bench_sketch`.
 
 Comparing these rows with the trained ones of ``bench_sketch`` (same scenes, stroke counts and seed) separates what
 the start gives from what the steps change. Seconds here: the pipeline's set-up (reading the images, carving the
-hull, tracing), no training.
+hull, tracing), no training. The start's picture: ``<output>/<scene>-<init>-start.png``.
 
 Usage::
 
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from benchmarks.bench_sketch import HEADER, SCENES, SEED, nef_row, row
+from benchmarks.bench_sketch import HEADER, SCENES, SEED, draw, nef_row, row
 
 
-def start_report(scene: str, init: str, hull_resolution: int) -> tuple[dict, float]:
-    """``clipsketch-eval``'s report on the pipeline of ``scene`` set up with ``init``, and the set-up's seconds."""
+def start_report(scene: str, init: str, hull_resolution: int, output: Path) -> tuple[dict, float]:
+    """``clipsketch-eval``'s report on the pipeline of ``scene`` set up with ``init``, and the set-up's seconds; the
+    sketch over training view 0 in ``<output>/<scene>-<init>-start.png``."""
     from nerfstudio_clipsketch.evaluation.report import evaluate_sketch
     from nerfstudio_clipsketch.method_config import clipsketch_method
 
@@ -33,6 +35,7 @@ def start_report(scene: str, init: str, hull_resolution: int) -> tuple[dict, flo
     start = time.perf_counter()
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")
     seconds = time.perf_counter() - start
+    draw(pipeline, output / f"{scene}-{init}-start.png")
     return evaluate_sketch(pipeline), seconds
 
 
@@ -41,13 +44,15 @@ def main(argv=None) -> None:
     parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
     parser.add_argument("--inits", nargs="+", default=["hull", "sphere"], choices=["hull", "sphere"])
     parser.add_argument("--hull-resolution", type=int, default=128)
+    parser.add_argument("--output", type=Path, default=Path("/tmp/bench_start"))
     args = parser.parse_args(argv)
+    args.output.mkdir(parents=True, exist_ok=True)
     lines = [HEADER]
     if "abcnef" in args.scenes:
         lines.append(nef_row())
     for scene in args.scenes:
         for init in args.inits:
-            report, seconds = start_report(scene, init, args.hull_resolution)
+            report, seconds = start_report(scene, init, args.hull_resolution, args.output)
             lines.append(row(scene, f"{init} start (step 0)", report, seconds))
             print(lines[-1], flush=True)
     print("\n".join(lines))

@@ -244,8 +244,8 @@ class VisualHull:
         """Up to ``count`` new strokes along the scored surface points, each starting at the point farthest from
         ``existing`` points and the strokes traced before it (see the module docstring), and fewer when every scored
         point lies within ``min_scale`` voxels of a stroke. ``max_length`` bounds a trace; a trace shorter than
-        ``min_scale`` voxels becomes a straight stroke along the local direction, at most ``short_length`` and six
-        voxels long, and an isolated point (noise on the hull) no stroke."""
+        ``min_scale`` voxels becomes a straight stroke ``short_length`` long along the local direction (a
+        stroke, not a dot), and an isolated point (noise on the hull) no stroke."""
         from scipy.spatial import cKDTree
 
         points = self.points.double().numpy()
@@ -266,7 +266,7 @@ class VisualHull:
                 if direction is None:  # a speck of noise on the hull
                     covered[tree.query_ball_point(points[seed], min_scale * self.voxel_size)] = 0.0
                     continue
-                half = 0.5 * min(short_length, 6.0 * self.voxel_size) * direction
+                half = 0.5 * short_length * direction
                 trace = np.stack([points[seed] - half, points[seed] + half])
             stroke = fit_bezier(torch.from_numpy(trace), degree).float()
             samples = curves.evaluate(stroke[None].double(), torch.linspace(0, 1, 64, dtype=torch.double))[0]
