@@ -61,9 +61,12 @@ def view_pixels(height: int, width: int) -> float:
 
 
 @torch.no_grad()
-def edge_map(image: Float[Tensor, "H W 3"], percentile: float = 0.99) -> Float[Tensor, "H W"]:
+def edge_map(image: Float[Tensor, "H W 3"], percentile: float = 0.99, gamma: float = 0.5) -> Float[Tensor, "H W"]:
     """Edges of an RGB image in [0, 1]: the gradient magnitude of its luminance (slightly smoothed), divided by its
-    ``percentile`` over the pixels where it is not flat, so the strongest edges of every view are 1."""
+    ``percentile`` over the pixels where it is not flat, so the strongest edges of every view are 1, then raised to
+    ``gamma``. The power compresses the range between silhouettes and creases: on a shaded object a crease between
+    two faces of similar brightness is a tenth as strong as the silhouette against the background (0.1 -> 0.32 at
+    0.5), and a sketch draws both with the same stroke."""
     height, width = image.shape[:2]
     luma = (image[..., :3] * torch.tensor(LUMA, device=image.device, dtype=image.dtype)).sum(-1)
     smooth = gaussian_blur(luma[None], 0.5 * view_pixels(height, width))
@@ -76,7 +79,7 @@ def edge_map(image: Float[Tensor, "H W 3"], percentile: float = 0.99) -> Float[T
     if active.numel() == 0:
         return torch.zeros_like(magnitude)
     scale = torch.quantile(active.float()[:: max(1, active.numel() // 100_000)], percentile).clamp_min(1e-3)
-    return (magnitude / scale).clamp(0.0, 1.0)
+    return (magnitude / scale).clamp(0.0, 1.0) ** gamma
 
 
 class EdgeGuidance:

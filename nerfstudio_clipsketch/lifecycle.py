@@ -6,6 +6,10 @@ Every ``every`` steps until ``stop`` (after which the set is frozen), :meth:`Str
 
 - *collapsed* strokes: shorter than ``min_length`` of the scene's size (a stroke shrunk to a dot draws nothing);
 - *lost* strokes: outside every training camera's view;
+- *hidden* strokes (scenes with a visual hull): inside the object, seen by no training camera past the hull. A
+  stroke there draws ink that no view of the object shows: the volume filling of the ancestor, and where CLIP's
+  terms drive a sketch whose targets are filled shaded silhouettes (random weights: every ABC-NEF stroke within 50
+  steps);
 - *duplicates*: a stroke that runs along a longer one (``duplicate_share`` of its samples within ``duplicate_radius``
   of the other's) — what keeps many strokes from piling onto the same edge or filling the volume;
 
@@ -108,7 +112,10 @@ class StrokeLifecycle:
             "collapsed": lengths < self.settings.min_length * size,
             "lost": outside_every_view(samples, self.cameras),
         }
-        alive = ~(found["collapsed"] | found["lost"])
+        if self.hull is not None:  # inside the object: no camera sees any of it past the hull
+            seen = self.hull.visible(samples.reshape(-1, 3), self.cameras).any(0)
+            found["hidden"] = ~seen.reshape(samples.shape[:2]).any(1) & ~found["lost"]
+        alive = ~torch.stack(list(found.values())).any(0)
         dup = torch.zeros_like(alive)
         if int(alive.sum()) > 1:
             dup[alive] = duplicates(
@@ -153,7 +160,7 @@ class StrokeLifecycle:
             return 0
         world = model.world_control_points().detach().cpu()
         found = self.find(world)
-        reseed = found["collapsed"] | found["lost"] | found["duplicate"]
+        reseed = torch.stack(list(found.values())).any(0)
         count = int(reseed.sum())
         for reason, mask in found.items():
             writer.put_scalar(name=f"lifecycle/{reason}", scalar=int(mask.sum()), step=step)

@@ -12,6 +12,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import get_viewmats
 from nerfstudio_clipsketch.hull import VisualHull, carve_hull, fit_bezier, masks_separable, onto_ridges
+from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle
 from nerfstudio_clipsketch.rendering import render
 from tests.helpers import look_at
 
@@ -72,6 +73,21 @@ def test_a_point_on_the_hull_sees_the_cameras_on_its_side_and_not_those_behind_t
     behind = eyes @ point < -0.3 * float(eyes[0].norm() * point.norm())  # well behind the ball
     assert bool(seen[0]) and bool(seen[facing].all())
     assert bool(behind.any()) and not bool(seen[behind].any())
+
+
+def test_a_stroke_sunk_into_the_object_is_hidden_and_reseeded_on_its_surface():
+    cameras, radius = sphere_cameras(), 0.8
+    hull, why = carve_hull(cameras, list(sphere_images(cameras, radius)), torch.zeros(3), resolution=32)
+    assert hull is not None, why
+    steps = torch.linspace(0, 1, 4)[:, None]
+    sunk = torch.tensor([-0.2, 0.0, 0.0]) + steps * torch.tensor([0.4, 0.0, 0.0])  # deep inside the ball
+    rim = torch.tensor([0.0, 0.0, radius + hull.voxel_size]) + steps * torch.tensor([0.3, 0.0, 0.0])
+    lifecycle = StrokeLifecycle(LifecycleSettings(), cameras, scene_size=hull.diagonal, new_length=0.3, hull=hull)
+    found = lifecycle.find(torch.stack([sunk, rim]))
+    assert found["hidden"].tolist() == [True, False]
+    fresh = lifecycle.new_strokes(rim[None], 1, 3)
+    distance = curves.evaluate(fresh, torch.linspace(0, 1, 16)).norm(dim=-1)
+    assert float((distance - radius).abs().max()) < 3 * hull.voxel_size  # back on the surface
 
 
 def test_no_hull_without_a_uniform_background():

@@ -112,6 +112,18 @@ def test_edge_maps_mark_the_boundaries_of_a_shape():
     assert float(edges[16, 16]) < 0.05 and float(edges[2, 2]) < 0.05  # flat inside and outside
 
 
+def test_edge_maps_count_a_faint_crease_as_an_edge():
+    """A grey square on white, its right half a little darker (a crease between two faces): the crease has 15 % of
+    the silhouette's contrast, yet it must pass as an edge (the hull scores edges above 0.3)."""
+    image = torch.ones(32, 32, 3)
+    image[8:24, 8:24] = 0.6
+    image[8:24, 16:24] = 0.54
+    edges = edge_map(image)
+    assert float(edges[16, 8]) > 0.9  # the silhouette
+    assert float(edges[16, 16]) > 0.3  # the crease
+    assert float(edges[16, 12]) < 0.05 and float(edges[2, 2]) < 0.05  # flat
+
+
 def test_the_balance_keeps_the_structure_gradient_at_its_share_of_clips():
     balance = GradientBalance(weight=0.5, momentum=0.0)
     rgb = torch.zeros(1, 4, 4, 3, requires_grad=True)
