@@ -60,12 +60,12 @@ class ClipSketchModelConfig(ModelConfig):
     scene centre seen from the median training camera: the same share of the view whatever the photos' resolution
     (strokes are 3D, so nearer ones look wider)."""
     stroke_color: str = "auto"
-    """Stroke colour: 'auto' (dark on light backgrounds, light on dark), 'black', 'white', '#rrggbb' or 'r,g,b'."""
+    """Stroke colour: 'auto' (dark on light paper, light on dark), 'black', 'white', '#rrggbb' or 'r,g,b'."""
     stroke_opacity: float = 1.0
     """Peak opacity of the Gaussians that draw the strokes."""
     background_color: str = "auto"
-    """Background behind the strokes: 'auto' (from the data), 'black', 'white', '#rrggbb' or 'r,g,b'. Training
-    images with alpha are composited on it."""
+    """The paper behind the strokes: 'auto' (white if the photos show the object on a uniform backdrop, which is then
+    repainted white, as CLIPasso does; else the photos' own), 'black', 'white', '#rrggbb' or 'r,g,b'."""
     init: Literal["auto", "hull", "sphere", "points"] = "auto"
     """Initial strokes: 'hull' (traced along the rims and creases of the visual hull carved from the training
     silhouettes; needs an object on a uniform background), 'points' (on the dataparser's 3D points, e.g. COLMAP's
@@ -187,10 +187,10 @@ class ClipSketchModel(Model):
         background: Optional[Float[Tensor, "3"]] = None,
         points: Optional[Float[Tensor, "num_points 3"]] = None,
         hull: Optional[VisualHull] = None,
-        no_hull_reason: str = "no visual hull was carved",
-    ) -> None:
-        """Fix what depends on the training cameras: the initial curves, the stroke width in world units, and the
-        colours. A checkpoint loaded afterwards overrides all of it."""
+        no_hull_reason: str = "no visual hull was carved", uniform_background: bool = False,
+    ) -> None:  # fmt: skip
+        """Fix what the training data decides (``uniform_background``: photos on a uniform backdrop): the initial
+        curves, the stroke width in world units, the colours. A checkpoint loaded afterwards overrides them."""
         cfg = self.config
         self.hull = hull
         try:
@@ -202,7 +202,7 @@ class ClipSketchModel(Model):
             raise ClipSketchConfigError(str(e)) from e
         focal = float(cameras.fx.reshape(-1).float().median())
         short_side = float(torch.minimum(cameras.width, cameras.height).reshape(-1).float().median())
-        self.style.fit(world_per_stroke_pixel(start.distance, focal, short_side), background)
+        self.style.fit(world_per_stroke_pixel(start.distance, focal, short_side), background, uniform_background)
         self.anchor.copy_(start.centre)
         self.unit.fill_(start.distance)
         self.control_points.data.copy_(start.control_points.to(self.control_points))

@@ -16,7 +16,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
-from nerfstudio_clipsketch.dataparsers import estimate_background
+from nerfstudio_clipsketch.dataparsers import estimate_background, opaque_on_uniform_background
 from nerfstudio_clipsketch.hull import VisualHull, carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
 from nerfstudio_clipsketch.sketch import Sketch
@@ -49,8 +49,10 @@ class ClipSketchPipeline(VanillaPipeline):
         assert isinstance(self.model, ClipSketchModel), type(self.model)
         outputs = self.datamanager.train_dataparser_outputs
         background = (outputs.metadata or {}).get("clipsketch_background")
+        uniform = bool((outputs.metadata or {}).get("clipsketch_uniform_background", False))
         if background is None and test_mode == "val":  # an explicit nerfstudio parser; a checkpoint restores it else
             background = estimate_background(outputs.image_filenames, outputs.alpha_color)
+            uniform = opaque_on_uniform_background(outputs.image_filenames, background)
         if background is not None:
             background = torch.tensor(background, dtype=torch.float32)
         seed_points = self.model.kwargs.get("seed_points")
@@ -58,7 +60,7 @@ class ClipSketchPipeline(VanillaPipeline):
         hull, reason = None, "the run was not set up for training"
         if test_mode == "val" and self._wants_hull(points):
             hull, reason = self.visual_hull(background)
-        self.model.setup_from_data(outputs.cameras, background, points, hull, reason)
+        self.model.setup_from_data(outputs.cameras, background, points, hull, reason, uniform)
         if test_mode == "val":
             self.ensure_guidance()
 
@@ -76,7 +78,7 @@ class ClipSketchPipeline(VanillaPipeline):
         dataset = self.datamanager.train_dataset
         images = [cached["image"] for cached in self.datamanager.cached_train]
         images = [image.float() / 255.0 if image.dtype == torch.uint8 else image for image in images]
-        under = background if background is not None else self.model.style.background.cpu()
+        under = background if background is not None else self.model.style.backdrop().cpu()
         start = time.perf_counter()
         resolution = resolution or self.model.config.hull_resolution
         hull, reason = carve_hull(dataset.cameras, images, under.float(), resolution)

@@ -84,6 +84,15 @@ def check_rgb(value: Sequence[float], name: str) -> tuple[float, float, float]:
     return rgb  # type: ignore[return-value]
 
 
+def photo_foreground(
+    image: Float[Tensor, "*batch H W 3"], background: Float[Tensor, "3"], low: float = 0.03, high: float = 0.1
+) -> Float[Tensor, "*batch H W 1"]:
+    """How much each pixel is object rather than the photo's uniform ``background``: 0 within ``low`` of it in every
+    channel, 1 beyond ``high`` in some channel (the visual hull's silhouettes use ``high``), linear between."""
+    deviation = (image - background).abs().amax(-1, keepdim=True)
+    return ((deviation - low) / (high - low)).clamp(0.0, 1.0)
+
+
 class StrokeStyle(nn.Module):
     """How a model's strokes look, as persistent buffers (a checkpoint restores them exactly): the width in stroke
     pixels (the unit of ``--pipeline.model.stroke-width`` and of the viewer's slider) beside the size of one stroke
@@ -93,7 +102,7 @@ class StrokeStyle(nn.Module):
     Args:
         width: stroke width in stroke pixels.
         color, background: ``auto`` or a colour :func:`parse_color` reads; ``auto`` strokes contrast with the
-            background, an ``auto`` background is the data's (white until :meth:`fit`).
+            background, an ``auto`` background is white paper or the data's (:meth:`fit`).
         opacity: peak opacity of the stroke Gaussians.
         world_per_px: world units per stroke pixel until :meth:`fit` sets it from the cameras.
     """
@@ -107,6 +116,9 @@ class StrokeStyle(nn.Module):
         self.register_buffer("world_per_px", torch.tensor(float(world_per_px)))
         self.register_buffer("background", torch.tensor(self._background or NAMED_COLORS["white"]))
         self.register_buffer("color", self._stroke_color())
+        # The photos' own uniform background where it is repainted with the paper's colour (set by fit: the data
+        # decides it at every set-up, so checkpoints do not carry it).
+        self.register_buffer("photo_background", None, persistent=False)
 
     def _stroke_color(self) -> Tensor:
         if self._color is not None:
@@ -114,24 +126,37 @@ class StrokeStyle(nn.Module):
         return contrasting_color(self.background)
 
     @torch.no_grad()
-    def fit(self, world_per_px: float, background: Optional[Tensor] = None) -> None:
-        """Fix what the data decides: the world size of a stroke pixel, and the data's background colour (unless a
-        colour was set explicitly), with the stroke colour contrasting with it."""
+    def fit(self, world_per_px: float, background: Optional[Tensor] = None, uniform: bool = False) -> None:
+        """Fix what the data decides: the world size of a stroke pixel, and the paper. An ``auto`` background is white
+        paper when the photos show an object on a uniform ``background`` (``uniform``), whose background is then
+        repainted white in the targets, as CLIPasso masks its photos onto white; otherwise it is the photos' own
+        ``background``. An ``auto`` stroke colour contrasts with the paper."""
         self.world_per_px.fill_(world_per_px)
-        if self._background is None and background is not None:
+        if self._background is None and background is not None and not uniform:
             self.background.copy_(background.to(self.background))
         self.color.copy_(self._stroke_color())
+        repaint = uniform and background is not None
+        repaint = repaint and not torch.allclose(background.to(self.background), self.background, atol=0.02)
+        self.photo_background = background.to(self.background).clone() if repaint else None
 
     def composite(self, image: Tensor) -> Tensor:
-        """Images (any leading shape; uint8 or float) as RGB in [0, 1], composited over the background where they
-        have alpha: the targets the strokes are compared with."""
+        """Images (any leading shape; uint8 or float) as RGB in [0, 1], composited over the paper where they have
+        alpha, and with a uniform photo backdrop of another colour repainted (:meth:`fit`): the targets the strokes
+        are compared with."""
         if image.dtype == torch.uint8:
             image = image.float() / 255.0
         image = image.to(self.background.device)
         if image.shape[-1] == 4:
             alpha = image[..., 3:4]
             image = image[..., :3] * alpha + self.background * (1.0 - alpha)
+        if self.photo_background is not None:
+            alpha = photo_foreground(image, self.photo_background)
+            image = image * alpha + self.background * (1.0 - alpha)
         return image
+
+    def backdrop(self) -> Tensor:
+        """The colour of the photos' background: their uniform backdrop where it is repainted, else the paper's."""
+        return self.photo_background if self.photo_background is not None else self.background
 
     def width(self) -> float:
         """The stroke width, in stroke pixels."""

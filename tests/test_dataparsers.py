@@ -15,9 +15,10 @@ import pytest
 import torch
 from nerfstudio.data.dataparsers.blender_dataparser import Blender
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import Nerfstudio
+from PIL import Image
 
 from nerfstudio_clipsketch.cameras import from_dataset_coordinates, to_dataset_coordinates
-from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, estimate_background
+from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, estimate_background, opaque_on_uniform_background
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig, detect_layout
 from nerfstudio_clipsketch.dataparsers.clipasso3d import (
     Clipasso3dDataParser,
@@ -107,6 +108,7 @@ def test_clipasso3d_background_estimate(tmp_path: Path, background: Tuple[int, i
     make_clipasso3d_scene(tmp_path, background=background)
     outputs = outputs_for(Clipasso3dDataParserConfig(data=tmp_path), "val")
     assert outputs.metadata["clipsketch_background"] == pytest.approx([c / 255 for c in background])
+    assert outputs.metadata["clipsketch_uniform_background"] is True  # opaque photos, the object on one colour
 
 
 def test_estimate_background_composites_transparent_pixels(tmp_path: Path):
@@ -161,6 +163,7 @@ def test_auto_reads_blender_with_transparent_background_as_white(tmp_path: Path)
     assert [len(parser.get_dataparser_outputs(s).image_filenames) for s in SPLIT_SIZES] == list(SPLIT_SIZES.values())
     outputs = parser.get_dataparser_outputs("val")
     assert outputs.metadata["clipsketch_background"] == pytest.approx([1.0, 1.0, 1.0])
+    assert outputs.metadata["clipsketch_uniform_background"] is False  # transparency separates the object already
 
 
 def test_auto_reads_nerfstudio_capture(tmp_path: Path):
@@ -275,3 +278,14 @@ def test_specs_import_no_pipeline_datamanager_clip_or_gsplat():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_cluttered_photo_has_no_uniform_backdrop(tmp_path: Path):
+    make_clipasso3d_scene(tmp_path, background=(0, 0, 0))
+    paths = sorted((tmp_path / "rgb" / "train").glob("*.png"))
+    assert opaque_on_uniform_background(paths, [0.0, 0.0, 0.0])
+    assert not opaque_on_uniform_background(paths, [0.5, 0.5, 0.5])  # not the backdrop's colour
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for path in paths:
+        Image.fromarray(noise).save(path)
+    assert not opaque_on_uniform_background(paths, estimate_background(paths))

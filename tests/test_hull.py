@@ -184,3 +184,25 @@ def test_fit_bezier_interpolates_the_ends_and_recovers_a_cubic():
     assert float((resampled - trace).norm(dim=-1).max()) < 0.02
     two = fit_bezier(torch.tensor([[0.0, 0, 0], [1.0, 0, 0]]), 3)  # too few points: a straight stroke
     np.testing.assert_allclose(two[:, 0].numpy(), [0, 1 / 3, 2 / 3, 1], atol=1e-6)
+
+
+def test_a_capture_on_a_black_backdrop_is_drawn_on_white_paper_and_its_hull_still_carved(tmp_path, tiny_clip_config):
+    """The paper is white but the photos' backdrop is black: the hull (here carved again, as clipsketch-eval's
+    strokes-alive fallback does) separates the object from the backdrop, not from the paper."""
+    from nerfstudio_clipsketch.clip_guidance import ClipGuidanceConfig
+    from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
+    from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
+    from nerfstudio_clipsketch.model import ClipSketchModelConfig
+    from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
+    from tests.helpers import make_clipasso3d_scene
+
+    make_clipasso3d_scene(tmp_path, background=(0, 0, 0))
+    clip = ClipGuidanceConfig(model_name=tiny_clip_config.stem, pretrained="none", model_config=tiny_clip_config)
+    config = ClipSketchPipelineConfig(
+        datamanager=ClipSketchDataManagerConfig(dataparser=ClipSketchDataParserConfig(data=tmp_path)),
+        model=ClipSketchModelConfig(num_curves=2, clip=clip, init="sphere", lifecycle=LifecycleSettings(every=0)),
+    )
+    pipeline = config.setup(device="cpu", test_mode="val")
+    torch.testing.assert_close(pipeline.model.style.background, torch.ones(3))
+    hull, why = pipeline.visual_hull(resolution=32)
+    assert hull is not None, why

@@ -89,6 +89,25 @@ def test_colours_and_bad_settings():
     torch.testing.assert_close(model.style.color, torch.tensor([1.0, 0.0, 0.0]))
 
 
+def test_a_capture_on_a_dark_backdrop_is_drawn_in_black_on_white_paper():
+    """CLIPasso's setting: the photos' uniform backdrop becomes the white paper in the targets, strokes are black."""
+    photo = torch.zeros(8, 8, 3)
+    photo[2:6, 2:6] = torch.tensor([0.6, 0.05, 0.05])  # a red object on the photos' black backdrop
+    model = make_model()
+    model.setup_from_data(ring_cameras(), background=torch.zeros(3), uniform_background=True)
+    torch.testing.assert_close(model.style.background, torch.ones(3))
+    torch.testing.assert_close(model.style.color, torch.zeros(3))
+    target = model.style.composite(photo)
+    torch.testing.assert_close(target[0, 0], torch.ones(3))  # the backdrop became the paper
+    torch.testing.assert_close(target[3, 3], photo[3, 3])  # the object is kept
+    # Photos without a uniform backdrop keep their own background; explicit black paper is not repainted either.
+    for kwargs, uniform in (({}, False), ({"background_color": "black"}, True)):
+        model = make_model(**kwargs)
+        model.setup_from_data(ring_cameras(), background=torch.zeros(3), uniform_background=uniform)
+        torch.testing.assert_close(model.style.background, torch.zeros(3))
+        torch.testing.assert_close(model.style.composite(photo), photo)
+
+
 def test_loss_terms_and_gradients_reach_the_control_points(tiny_guidance):
     model = make_model(tiny_guidance)
     cams = ring_cameras()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -60,12 +60,33 @@ def check_images(paths: Sequence[Path], source: Optional[Path] = None) -> None:
             raise ClipSketchDataError(f"Image {path}{listed_in} cannot be decoded: {e}") from e
 
 
+def _border_pixels(
+    paths: Sequence[Path], alpha_color: Optional[Tensor], max_images: int, border: int
+) -> Tuple[np.ndarray, bool]:
+    """The border pixels ``[N, 3]`` of up to ``max_images`` evenly spaced images, transparent pixels composited over
+    ``alpha_color`` (white when ``None``), and whether any of those images has transparent pixels."""
+    if len(paths) == 0:
+        raise ClipSketchDataError("Cannot estimate the background colour without any image.")
+    under = np.ones(3) if alpha_color is None else np.asarray(torch.as_tensor(alpha_color, dtype=torch.float64))
+    indices = sorted(set(np.linspace(0, len(paths) - 1, min(len(paths), max_images)).round().astype(int).tolist()))
+    samples, transparent = [], False
+    for index in indices:
+        with Image.open(paths[index]) as image:
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
+        transparent = transparent or bool((rgba[..., 3] < 0.99).any())
+        rgb = rgba[..., :3] * rgba[..., 3:] + under * (1.0 - rgba[..., 3:])
+        b = max(1, min(border, rgb.shape[0] // 2, rgb.shape[1] // 2))
+        samples += [rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3), rgb[:, :b].reshape(-1, 3)]
+        samples.append(rgb[:, -b:].reshape(-1, 3))
+    return np.concatenate(samples), transparent
+
+
 def estimate_background(
     paths: Sequence[Path], alpha_color: Optional[Tensor] = None, max_images: int = 5, border: int = 2
 ) -> List[float]:
     """Background colour of a capture: the per-channel median of the border pixels of a few images.
 
-    Transparent pixels are composited over ``alpha_color`` (white when ``None``) first, since that is the colour the
+    Transparent pixels are composited over ``alpha_color`` (white when ``None``), since that is the colour the
     model is trained against.
 
     Args:
@@ -77,16 +98,16 @@ def estimate_background(
     Returns:
         ``[r, g, b]`` in [0, 1].
     """
-    if len(paths) == 0:
-        raise ClipSketchDataError("Cannot estimate the background colour without any image.")
-    under = np.ones(3) if alpha_color is None else np.asarray(torch.as_tensor(alpha_color, dtype=torch.float64))
-    indices = sorted(set(np.linspace(0, len(paths) - 1, min(len(paths), max_images)).round().astype(int).tolist()))
-    samples = []
-    for index in indices:
-        with Image.open(paths[index]) as image:
-            rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
-        rgb = rgba[..., :3] * rgba[..., 3:] + under * (1.0 - rgba[..., 3:])
-        b = max(1, min(border, rgb.shape[0] // 2, rgb.shape[1] // 2))
-        samples += [rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3), rgb[:, :b].reshape(-1, 3)]
-        samples.append(rgb[:, -b:].reshape(-1, 3))
-    return [float(c) for c in np.median(np.concatenate(samples), axis=0)]
+    pixels, _ = _border_pixels(paths, alpha_color, max_images, border)
+    return [float(c) for c in np.median(pixels, axis=0)]
+
+
+def opaque_on_uniform_background(
+    paths: Sequence[Path], background: Sequence[float], max_images: int = 5, border: int = 2, tolerance: float = 0.1
+) -> bool:
+    """Whether a capture's photos are opaque and show the object on a uniform ``background`` colour (a studio or
+    rendered backdrop): at least 95 % of the border pixels of a few images within ``tolerance`` of it in every
+    channel. Such a background can be told from the object by its colour and repainted."""
+    pixels, transparent = _border_pixels(paths, None, max_images, border)
+    close = (np.abs(pixels - np.asarray(background, dtype=np.float64)) <= tolerance).all(-1)
+    return not transparent and float(close.mean()) >= 0.95

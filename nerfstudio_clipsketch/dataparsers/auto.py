@@ -7,7 +7,8 @@
 - a folder with ``sparse/0`` or ``colmap/sparse/0``: ``colmap`` (images in ``images/``).
 
 Whatever the layout, the outputs carry ``metadata["clipsketch_background"]`` (the background colour, ``[r, g, b]``
-in [0, 1]) and, for scenes with a ground-truth sketch such as the built-in one, ``metadata["clipsketch_gt_curves"]``
+in [0, 1]), ``metadata["clipsketch_uniform_background"]`` (whether the photos are opaque and that colour is a uniform
+backdrop) and, for scenes with a ground-truth sketch such as the built-in one, ``metadata["clipsketch_gt_curves"]``
 (the path of ``curves.json``), and for ABC-NEF objects ``metadata["clipsketch_abcnef_gt"]`` (their ``gt/`` folder).
 Missing or unreadable files raise :class:`ClipSketchDataError` naming the file,
 when the parser is set up or the split is first read, before training starts.
@@ -27,7 +28,13 @@ from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, check_images, estimate_background, load_transforms
+from nerfstudio_clipsketch.dataparsers import (
+    ClipSketchDataError,
+    check_images,
+    estimate_background,
+    load_transforms,
+    opaque_on_uniform_background,
+)
 from nerfstudio_clipsketch.dataparsers.builtin import ensure_builtin_scene
 from nerfstudio_clipsketch.dataparsers.clipasso3d import Clipasso3dDataParserConfig
 from nerfstudio_clipsketch.sketch import FORMAT_NAME, LEGACY_CURVES_FORMAT
@@ -116,6 +123,7 @@ class ClipSketchDataParser(DataParser):
         self.inner: DataParser = self.inner_config.setup()
         CONSOLE.log(f"clipsketch-data: reading {self.data} as {LAYOUT_NAMES[self.layout]}")
         self._background: Optional[List[float]] = None
+        self._uniform = False
 
     def _inner_config(self) -> DataParserConfig:
         scale_factor = self.config.scale_factor
@@ -171,7 +179,9 @@ class ClipSketchDataParser(DataParser):
             if self._background is None:
                 train = outputs if split == "train" else self._inner_outputs("train")
                 self._background = estimate_background(train.image_filenames, train.alpha_color)
+                self._uniform = opaque_on_uniform_background(train.image_filenames, self._background)
             metadata["clipsketch_background"] = self._background
+            metadata["clipsketch_uniform_background"] = self._uniform
         curves = self.data / "curves.json"
         if self.data.is_dir() and curves.is_file() and _is_curves_file(curves):
             metadata["clipsketch_gt_curves"] = str(curves)
