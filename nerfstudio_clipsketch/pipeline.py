@@ -16,7 +16,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
-from nerfstudio_clipsketch.dataparsers import estimate_background, opaque_on_uniform_background
+from nerfstudio_clipsketch.dataparsers import describe_background
 from nerfstudio_clipsketch.hull import VisualHull, carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
 from nerfstudio_clipsketch.sketch import Sketch
@@ -51,8 +51,7 @@ class ClipSketchPipeline(VanillaPipeline):
         background = (outputs.metadata or {}).get("clipsketch_background")
         uniform = bool((outputs.metadata or {}).get("clipsketch_uniform_background", False))
         if background is None and test_mode == "val":  # an explicit nerfstudio parser; a checkpoint restores it else
-            background = estimate_background(outputs.image_filenames, outputs.alpha_color)
-            uniform = opaque_on_uniform_background(outputs.image_filenames, background)
+            background, uniform = describe_background(outputs.image_filenames, outputs.alpha_color)
         if background is not None:
             background = torch.tensor(background, dtype=torch.float32)
         seed_points = self.model.kwargs.get("seed_points")

@@ -98,16 +98,27 @@ def estimate_background(
     Returns:
         ``[r, g, b]`` in [0, 1].
     """
-    pixels, _ = _border_pixels(paths, alpha_color, max_images, border)
-    return [float(c) for c in np.median(pixels, axis=0)]
+    return describe_background(paths, alpha_color, max_images, border)[0]
 
 
 def opaque_on_uniform_background(
-    paths: Sequence[Path], background: Sequence[float], max_images: int = 5, border: int = 2, tolerance: float = 0.1
+    paths: Sequence[Path], background: Sequence[float], max_images: int = 5, border: int = 2
 ) -> bool:
     """Whether a capture's photos are opaque and show the object on a uniform ``background`` colour (a studio or
-    rendered backdrop): at least 95 % of the border pixels of a few images within ``tolerance`` of it in every
-    channel. Such a background can be told from the object by its colour and repainted."""
-    pixels, transparent = _border_pixels(paths, None, max_images, border)
+    rendered backdrop): at least 95 % of the border pixels of a few images within 0.1 of it in every channel. Such a
+    background can be told from the object by its colour and repainted."""
+    return _uniform(*_border_pixels(paths, None, max_images, border), background)
+
+
+def describe_background(
+    paths: Sequence[Path], alpha_color: Optional[Tensor] = None, max_images: int = 5, border: int = 2
+) -> Tuple[List[float], bool]:
+    """:func:`estimate_background` and :func:`opaque_on_uniform_background` of it, from one read of the images."""
+    pixels, transparent = _border_pixels(paths, alpha_color, max_images, border)
+    background = [float(c) for c in np.median(pixels, axis=0)]
+    return background, _uniform(pixels, transparent, background)
+
+
+def _uniform(pixels: np.ndarray, transparent: bool, background: Sequence[float], tolerance: float = 0.1) -> bool:
     close = (np.abs(pixels - np.asarray(background, dtype=np.float64)) <= tolerance).all(-1)
     return not transparent and float(close.mean()) >= 0.95

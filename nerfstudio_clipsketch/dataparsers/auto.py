@@ -31,9 +31,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio_clipsketch.dataparsers import (
     ClipSketchDataError,
     check_images,
-    estimate_background,
+    describe_background,
     load_transforms,
-    opaque_on_uniform_background,
 )
 from nerfstudio_clipsketch.dataparsers.builtin import ensure_builtin_scene
 from nerfstudio_clipsketch.dataparsers.clipasso3d import Clipasso3dDataParserConfig
@@ -178,8 +177,7 @@ class ClipSketchDataParser(DataParser):
         if "clipsketch_background" not in metadata:
             if self._background is None:
                 train = outputs if split == "train" else self._inner_outputs("train")
-                self._background = estimate_background(train.image_filenames, train.alpha_color)
-                self._uniform = opaque_on_uniform_background(train.image_filenames, self._background)
+                self._background, self._uniform = describe_background(train.image_filenames, train.alpha_color)
             metadata["clipsketch_background"] = self._background
             metadata["clipsketch_uniform_background"] = self._uniform
         curves = self.data / "curves.json"

@@ -32,9 +32,8 @@ from nerfstudio_clipsketch.dataparsers import (
     IMAGE_SUFFIXES,
     ClipSketchDataError,
     check_images,
-    estimate_background,
+    describe_background,
     load_transforms,
-    opaque_on_uniform_background,
 )
 
 SPLITS = ("train", "val", "test")
@@ -162,11 +161,8 @@ class Clipasso3dDataParser(DataParser):
         scene_box = SceneBox(aabb=torch.tensor([[-radius] * 3, [radius] * 3], dtype=torch.float32))
 
         alpha_color = get_color(self.config.alpha_color)
-        background = estimate_background(train_filenames, alpha_color)
-        metadata: Dict[str, Any] = {
-            "clipsketch_background": background,
-            "clipsketch_uniform_background": opaque_on_uniform_background(train_filenames, background),
-        }
+        background, uniform = describe_background(train_filenames, alpha_color)
+        metadata: Dict[str, Any] = {"clipsketch_background": background, "clipsketch_uniform_background": uniform}
         world_pos_dir = data / "world_pos" / split
         if world_pos_dir.is_dir():
             metadata["clipsketch_world_pos_dir"] = str(world_pos_dir)
