@@ -2,10 +2,10 @@
 picture of each final sketch over a training view.
 
 Recipes are sets of ``ns-train`` flags (:data:`RECIPES`): the ancestor's (sphere start, no lifecycle, no structure
-term), the default, and the default with one mechanism off at a time. Each run is its own process, one after the
-other (never two trainings at once: two cores). For every run, ``<output>/<scene>-<recipe>/`` holds the nerfstudio
-run, ``eval.json`` and ``sketch.png`` (the training view, the sketch alone, and the sketch in red over the view), and
-``timelapse.gif``; ``<output>/table.md`` the main numbers.
+term, no occlusion), the default, and the default with one mechanism off at a time. Each run is its own process, one
+after the other (never two trainings at once: two cores). For every run, ``<output>/<scene>-<recipe>/`` holds the
+nerfstudio run, ``eval.json`` and ``sketch.png`` (the training view, the sketch alone, and the sketch in red over the
+view), and ``timelapse.gif``; ``<output>/table.md`` the main numbers.
 
 The CLIP model is RN101 with random weights (``pretrained none``): nothing else can be had here. Geometry is
 measurable with it, semantics are not.
@@ -42,11 +42,13 @@ RECIPES: Dict[str, List[str]] = {
     "ancestor": [
         "--pipeline.model.init", "sphere", "--pipeline.model.edge-weight", "0",
         "--pipeline.model.lifecycle.every", "0", "--pipeline.datamanager.views-per-step", "1",
+        "--pipeline.model.occlusion.density", "0",
     ],
     "default": [],
     "no-hull-start": ["--pipeline.model.init", "sphere"],
     "no-lifecycle": ["--pipeline.model.lifecycle.every", "0"],
     "no-edges": ["--pipeline.model.edge-weight", "0"],
+    "no-occlusion": ["--pipeline.model.occlusion.density", "0"],
 }  # fmt: skip
 SEED = 42
 

@@ -27,6 +27,7 @@ from nerfstudio_clipsketch.edges import EdgeGuidance, GradientBalance
 from nerfstudio_clipsketch.hull import VisualHull
 from nerfstudio_clipsketch.initialisation import InitialisationError, initial_curves, sphere_init
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle
+from nerfstudio_clipsketch.occlusion import HullOcclusion, OcclusionSettings
 from nerfstudio_clipsketch.rendering import render
 from nerfstudio_clipsketch.strokes import StrokeStyle, parse_color, stroke_gaussians, world_per_stroke_pixel
 from nerfstudio_clipsketch.timelapse import TimeLapse
@@ -80,6 +81,8 @@ class ClipSketchModelConfig(ModelConfig):
     edge_weight: float = 0.5
     """Strength of the structure term that pulls ink onto the training views' edges, relative to CLIP's terms: its
     gradient is kept at this fraction of theirs (nerfstudio_clipsketch.edges). 0 leaves CLIP alone."""
+    occlusion: OcclusionSettings = field(default_factory=OcclusionSettings)
+    """Training renders fade the ink behind the visual hull (nerfstudio_clipsketch.occlusion)."""
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     """Re-seeding strokes that collapse, leave the views or run along another (nerfstudio_clipsketch.lifecycle)."""
     resample_every: int = 25
@@ -113,6 +116,7 @@ class ClipSketchModelConfig(ModelConfig):
             (not 0.0 < self.stroke_opacity <= 1.0, f"stroke_opacity must be in (0, 1], got {self.stroke_opacity}"),
             (not self.edge_weight >= 0, f"edge_weight must be 0 (off) or positive, got {self.edge_weight}"),
             (self.lifecycle.every < 0, f"lifecycle.every must be 0 (off) or a step count, got {self.lifecycle.every}"),
+            *self.occlusion.problems(),
         ]
         for bad, message in problems:
             if bad:
@@ -155,6 +159,7 @@ class ClipSketchModel(Model):
         self.edges = EdgeGuidance()
         self.balance = GradientBalance(cfg.edge_weight)
         self.hull: Optional[VisualHull] = None
+        self.occlusion: Optional[HullOcclusion] = None
         self.init_method = "sphere"
         self._warned_dotted = False
         # The curves as splines in nerfstudio's viewer, and their GUI. The viewer finds ViewerControl and
@@ -192,7 +197,8 @@ class ClipSketchModel(Model):
         """Fix what the training data decides (``uniform_background``: photos on a uniform backdrop): the initial
         curves, the stroke width in world units, the colours. A checkpoint loaded afterwards overrides them."""
         cfg = self.config
-        self.hull = hull
+        self.hull, hides = hull, hull is not None and cfg.occlusion.density > 0
+        self.occlusion = HullOcclusion(hull, cfg.occlusion.density, cfg.occlusion.margin) if hides else None
         try:
             start = initial_curves(
                 cfg.init, cameras.camera_to_worlds, cfg.num_curves, cfg.curve_degree, cfg.init_radius,
@@ -247,6 +253,7 @@ class ClipSketchModel(Model):
 
     def set_crop(self, crop_box: Optional[OrientedBox]) -> None:
         self.crop_box = crop_box
+
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:  # type: ignore[override]
         """Render the sketch from one or several cameras: ``rgb``, ``accumulation`` and ``depth``, each
         ``[V, H, W, *]`` (one convention inside the model; :meth:`get_outputs_for_camera` drops ``V`` for
@@ -267,20 +274,15 @@ class ClipSketchModel(Model):
             opacities = torch.where(inside, opacities, torch.zeros_like(opacities))
         viewmats, Ks = get_viewmats(cams.camera_to_worlds.to(means)), cams.get_intrinsics_matrices().to(means)
         background = self.style.background.to(means)
+        if self.training and self.occlusion is not None:  # what each camera sees past the object: [V, N]
+            opacities = opacities * self.occlusion.transmittance(means, cams.camera_to_worlds[:, :3, 3])
         out = render(means, scales, opacities, colors, viewmats, Ks, width, height, background,
                      eps2d=self.config.eps2d, backend=self.config.render_backend)  # fmt: skip
-        outputs = {"rgb": out.rgb, "accumulation": out.alpha, "background": self.style.background}
-        if self.training and self.hull is not None and self.config.edge_weight > 0:  # the ink the object lets show
-            seen = self.hull.visible(means, cams)
-            outputs["visible_accumulation"] = render(
-                means, scales, opacities * seen, colors, viewmats, Ks, width, height, background,
-                eps2d=self.config.eps2d, backend=self.config.render_backend,
-            ).alpha  # fmt: skip
         depth = out.depth
         if not self.training:
             # Empty pixels are far away, not at the camera, so the viewer's depth compositing shows what lies behind.
             depth = torch.where(out.alpha > 0, depth, depth.detach().max())
-        return {**outputs, "depth": depth}
+        return {"rgb": out.rgb, "accumulation": out.alpha, "background": self.style.background, "depth": depth}
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
@@ -359,11 +361,9 @@ class ClipSketchModel(Model):
         if step is not None and not self._warned_dotted and bool(spacing > DOTTED_SPACING * sigma):
             self._warned_dotted = True
             needed = int(lengths.sum() / (sigma * self.config.num_curves)) + 2
-            CONSOLE.log(
-                f"[yellow]clipsketch: at step {step} the sketch's Gaussians are up to {float(spacing):.3g} apart, more "
-                f"than {DOTTED_SPACING:g} times their size ({float(sigma):.3g}): the sketch looks dotted. "
-                f"Use --pipeline.model.gaussians-per-curve {needed} or more."
-            )
+            CONSOLE.log(f"[yellow]clipsketch: at step {step} the sketch's Gaussians are up to {float(spacing):.3g} "
+                        f"apart, more than {DOTTED_SPACING:g} times their size ({float(sigma):.3g}): the sketch looks "
+                        f"dotted. Use --pipeline.model.gaussians-per-curve {needed} or more.")  # fmt: skip
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         """CLIPasso's terms, each weighted: ``clip_layer{i}`` (L2 on activations) and ``clip_fc`` (cosine), and the
@@ -378,7 +378,7 @@ class ClipSketchModel(Model):
             outputs["rgb"], target, generator=self.generator, target_keys=keys, augment=self.training
         )
         if self.config.edge_weight > 0:
-            ink = outputs.get("visible_accumulation", outputs["accumulation"]) * 1.0  # only this term's gradient
+            ink = outputs["accumulation"] * 1.0  # only this term's gradient
             scale = self.balance.scale().to(ink) if losses else torch.tensor(self.config.edge_weight).to(ink)
             if self.training and losses:
                 self.balance.watch(outputs["rgb"], ink, self.style.color - self.style.background, scale)

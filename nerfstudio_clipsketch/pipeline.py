@@ -64,10 +64,11 @@ class ClipSketchPipeline(VanillaPipeline):
             self.ensure_guidance()
 
     def _wants_hull(self, points) -> bool:
-        """The hull starts the strokes (init 'hull', or 'auto' without 3D points) and re-seeds them."""
+        """The hull starts the strokes (init 'hull', or 'auto' without 3D points), re-seeds them and hides them."""
         config = self.model.config
         no_points = points is None or len(points) == 0
-        return config.init == "hull" or (config.init == "auto" and no_points) or config.lifecycle.every > 0
+        uses = config.lifecycle.every > 0 or config.occlusion.density > 0
+        return config.init == "hull" or (config.init == "auto" and no_points) or uses
 
     def visual_hull(
         self, background: Optional[Tensor] = None, resolution: Optional[int] = None

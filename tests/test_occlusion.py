@@ -1,0 +1,67 @@
+"""Occlusion in training: ink behind the visual hull fades, and its gradient brings a hidden stroke out."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nerfstudio_clipsketch.hull import carve_hull
+from nerfstudio_clipsketch.occlusion import HullOcclusion, OcclusionSettings
+from tests.helpers import make_model
+from tests.test_hull import sphere_cameras, sphere_images
+
+
+@pytest.fixture(scope="module")
+def ball():
+    cameras, radius = sphere_cameras(), 0.8
+    hull, why = carve_hull(cameras, list(sphere_images(cameras, radius)), torch.zeros(3), resolution=32)
+    assert hull is not None, why
+    return cameras, radius, hull
+
+
+def test_a_camera_sees_the_near_side_of_the_object_and_not_its_inside_or_far_side(ball):
+    cameras, radius, hull = ball
+    eye = cameras.camera_to_worlds[:1, :3, 3]
+    out = eye[0] / eye[0].norm()
+    near = out * (radius + hull.voxel_size)
+    beside = near + 0.5 * radius * torch.linalg.cross(torch.tensor([0.0, 0.0, 1.0]), out)
+    points = torch.stack([near, torch.zeros(3), -near, beside])
+    seen = HullOcclusion(hull, density=0.5).transmittance(points, eye)[0]
+    assert float(seen[0]) > 0.9  # on the surface facing the camera: drawn
+    assert float(seen[1]) < 0.05 and float(seen[2]) < 0.01  # the centre and the far side: hidden
+    assert float(seen[0]) == pytest.approx(float(seen[3]), abs=0.1)  # beside the ball: drawn
+    assert float(HullOcclusion(hull, density=0.1).transmittance(points, eye)[0, 1]) > float(seen[1])
+
+
+def test_the_transmittance_gradient_moves_a_hidden_point_toward_the_camera(ball):
+    cameras, radius, hull = ball
+    eye = cameras.camera_to_worlds[:1, :3, 3]
+    out = eye[0] / eye[0].norm()
+    point = (out * 0.5 * radius)[None].clone().requires_grad_(True)  # inside, on the camera's side
+    seen = HullOcclusion(hull, density=0.5).transmittance(point, eye)
+    seen.sum().backward()
+    assert point.grad is not None and float(point.grad[0] @ out) > 0  # climbing it walks out toward the camera
+
+
+def test_densities_that_are_not_positive_are_refused(ball):
+    with pytest.raises(ValueError, match="density"):
+        HullOcclusion(ball[2], density=0.0)
+
+
+@pytest.mark.parametrize("density", [0.5, 0.0])
+def test_training_renders_hide_a_stroke_sunk_into_the_object_and_other_renders_show_it(ball, density):
+    cameras, radius, hull = ball
+    model = make_model(num_curves=1, occlusion=OcclusionSettings(density=density))
+    model.setup_from_data(cameras, background=torch.zeros(3), hull=hull)
+    with torch.no_grad():  # a short stroke through the ball's centre
+        sunk = torch.linspace(-0.2, 0.2, 4)[:, None] * torch.tensor([1.0, 0.0, 0.0])
+        model.control_points.copy_(((sunk - model.anchor) / model.unit)[None])
+        model.resample_gaussians()
+    view = cameras[0:1]
+    model.train()
+    with torch.no_grad():
+        trained = float(model.get_outputs(view)["accumulation"].max())
+    model.eval()  # the viewer's, evaluation's and ns-render's renders
+    shown = float(model.get_outputs_for_camera(view)["accumulation"].max())
+    assert shown > 0.2
+    assert (trained < 0.1 * shown) if density > 0 else trained == pytest.approx(shown)
