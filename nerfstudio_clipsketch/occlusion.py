@@ -35,7 +35,7 @@ class OcclusionSettings:
     density: float = 0.5
     """Ink behind the hull fades by exp(-density × hull voxels crossed toward the camera). 0: off, every stroke is
     drawn in every view (the ancestor's)."""
-    margin: float = 0.06
+    margin: float = 0.09
     """How deep under the hull's surface a stroke is still drawn whole, as a fraction of the hull's bounding-box
     diagonal: the hull is carved wider than the object, and strokes on the object's surface must not hide
     themselves."""
@@ -51,7 +51,7 @@ class OcclusionSettings:
 class HullOcclusion:
     """The soft transmittance of a visual hull between points and cameras."""
 
-    def __init__(self, hull: VisualHull, density: float, margin: float = 0.06) -> None:
+    def __init__(self, hull: VisualHull, density: float, margin: float = 0.09) -> None:
         if not density > 0:
             raise ValueError(f"occlusion density must be positive (per voxel), got {density}")
         self.density = float(density)
