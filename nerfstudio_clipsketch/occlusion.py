@@ -51,7 +51,7 @@ class OcclusionSettings:
 class HullOcclusion:
     """The soft transmittance of a visual hull between points and cameras."""
 
-    def __init__(self, hull: VisualHull, density: float, margin: float = 0.09) -> None:
+    def __init__(self, hull: VisualHull, density: float, margin: float = OcclusionSettings.margin) -> None:
         if not density > 0:
             raise ValueError(f"occlusion density must be positive (per voxel), got {density}")
         self.density = float(density)

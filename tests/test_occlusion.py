@@ -1,4 +1,4 @@
-"""Occlusion in training: ink behind the visual hull fades, and its gradient brings a hidden stroke out."""
+"""Occlusion in training: ink behind the visual hull fades, and a stroke hidden in the object earns nothing."""
 
 from __future__ import annotations
 
