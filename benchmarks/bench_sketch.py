@@ -2,7 +2,8 @@
 picture of each final sketch over a training view.
 
 Recipes are sets of ``ns-train`` flags (:data:`RECIPES`): the ancestor's (sphere start, no lifecycle, no structure
-term, no occlusion), the default, and the default with one mechanism off at a time. Each run is its own process, one
+terms, no occlusion, the ancestor's learning rate), the default, the default with one mechanism off at a time, and
+the default at the learning rate before 2026-12-04 (``lr-2e-3``). Each run is its own process, one
 after the other (never two trainings at once: two cores). For every run, ``<output>/<scene>-<recipe>/`` holds the
 nerfstudio run, ``eval.json`` and ``sketch.png`` (the training view, the sketch alone, and the sketch in red over the
 view), and ``timelapse.gif``; ``<output>/table.md`` the main numbers.
@@ -42,13 +43,18 @@ RECIPES: Dict[str, List[str]] = {
     "ancestor": [
         "--pipeline.model.init", "sphere", "--pipeline.model.edge-weight", "0",
         "--pipeline.model.lifecycle.every", "0", "--pipeline.datamanager.views-per-step", "1",
-        "--pipeline.model.occlusion.density", "0",
+        "--pipeline.model.occlusion.density", "0", "--pipeline.model.ridges.weight", "0",
+        "--optimizers.control-points.optimizer.lr", "2e-3", "--optimizers.control-points.scheduler.lr-final", "2e-4",
     ],
     "default": [],
     "no-hull-start": ["--pipeline.model.init", "sphere"],
     "no-lifecycle": ["--pipeline.model.lifecycle.every", "0"],
     "no-edges": ["--pipeline.model.edge-weight", "0"],
     "no-occlusion": ["--pipeline.model.occlusion.density", "0"],
+    "no-ridges": ["--pipeline.model.ridges.weight", "0"],
+    "lr-2e-3": [
+        "--optimizers.control-points.optimizer.lr", "2e-3", "--optimizers.control-points.scheduler.lr-final", "2e-4",
+    ],
 }  # fmt: skip
 SEED = 42
 

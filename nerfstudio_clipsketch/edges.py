@@ -8,11 +8,12 @@ from afar, the fine ones put them on the edge; summed over views, only strokes o
 every view at once. Scales are fractions of the view (pixels of a 224-pixel view), so the term does not depend on
 the photos' resolution.
 
-How strong the term is, is set relative to CLIP's (:class:`GradientBalance`): with a single stroke colour the render is
-``background + alpha * (colour - background)``, so CLIP's gradient on the rendered RGB is also a gradient on the ink
-``alpha``, the quantity the structure term's gradient lands on. Their norms are tracked (running averages, no extra
-backward pass) and the term is scaled so that its gradient is ``weight`` times CLIP's: CLIP stays the main signal
-whatever its weights (pretrained, or random as in tests), and the weight means the same on every scene.
+How strong the term is, is set relative to CLIP's (:class:`nerfstudio_clipsketch.balance.GradientBalance`): with a
+single stroke colour the render is ``background + alpha * (colour - background)``, so CLIP's gradient on the rendered
+RGB is also a gradient on the ink ``alpha``, the quantity the structure term's gradient lands on. Their norms are
+tracked (running averages, no extra backward pass) and the term is scaled so that its gradient is ``weight`` times
+CLIP's: CLIP stays the main signal whatever its weights (pretrained, or random as in tests), and the weight means the
+same on every scene.
 
 The loss is one minus the cosine similarity of the blurred ink and the blurred edges, averaged over the scales and
 the views: 0 when the ink follows the edges in proportion, 1 when it lies nowhere near them. Being a cosine, it does
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from nerfstudio_clipsketch.balance import GradientBalance
 from nerfstudio_clipsketch.strokes import REFERENCE_VIEW_PIXELS
 
 LUMA = (0.299, 0.587, 0.114)
@@ -86,13 +88,15 @@ class EdgeGuidance:
     """The structure term: rendered ink against the cached edge maps of the target views.
 
     Args:
+        weight: the term's gradient on the ink, as a fraction of CLIP's (:meth:`balanced_loss`).
         scales: blur standard deviations, in pixels of a 224-pixel view.
     """
 
-    def __init__(self, scales: Sequence[float] = (1.0, 2.0, 4.0, 8.0)) -> None:
+    def __init__(self, weight: float = 0.5, scales: Sequence[float] = (1.0, 2.0, 4.0, 8.0)) -> None:
         if not scales or any(s <= 0 for s in scales):
             raise ValueError(f"edge blur scales must be positive pixel sizes, got {tuple(scales)}")
         self.scales = tuple(float(s) for s in scales)
+        self.balance = GradientBalance(weight)
         self._cache: Dict[Hashable, Tensor] = {}
 
     def blurred_edges(self, target: Float[Tensor, "H W 3"], key: Optional[Hashable]) -> Float[Tensor, "S H W"]:
@@ -122,38 +126,21 @@ class EdgeGuidance:
         cosine = F.cosine_similarity(drawn.flatten(2), edges.flatten(2), dim=-1, eps=1e-8)  # [V, S]
         return (1.0 - cosine).mean()
 
-
-class GradientBalance:
-    """Keeps the structure term's gradient on the ink at ``weight`` times CLIP's (see the module docstring).
-
-    Per training step: :meth:`scale` is what the raw term is multiplied by, ``weight * |g_clip| / |g_structure|`` in
-    running averages of the gradients' norms, which :meth:`watch` collects during the backward pass (as tensors: no
-    host sync). Until both norms have been seen the scale is tiny (the first step is CLIP's alone, while the term's
-    gradient is measured). Without any CLIP gradient (all CLIP weights 0) the scale is ``weight``.
-    """
-
-    FIRST_STEP_SCALE = 1e-6
-
-    def __init__(self, weight: float, momentum: float = 0.9) -> None:
-        self.weight = weight
-        self.momentum = momentum
-        self.clip_norm: Optional[Tensor] = None
-        self.edge_norm: Optional[Tensor] = None
-
-    def scale(self) -> Tensor:
-        if self.clip_norm is None or self.edge_norm is None:
-            return torch.tensor(self.FIRST_STEP_SCALE)
-        ratio = self.clip_norm / self.edge_norm.clamp_min(1e-30)
-        return self.weight * torch.where(self.clip_norm > 0, ratio, torch.ones_like(ratio))
-
-    def _update(self, name: str, value: Tensor) -> None:
-        old = getattr(self, name)
-        setattr(self, name, value if old is None else self.momentum * old + (1.0 - self.momentum) * value)
-
-    def watch(self, rgb: Tensor, ink: Tensor, color_minus_background: Tensor, scale: Tensor) -> None:
-        """Record the gradients that reach ``rgb`` (from CLIP) and ``ink`` (from the term multiplied by ``scale``)."""
-        if not (rgb.requires_grad and ink.requires_grad):
-            return
-        direction = color_minus_background.detach().to(rgb)
-        rgb.register_hook(lambda g: self._update("clip_norm", (g * direction).sum(-1).norm().detach()))
-        ink.register_hook(lambda g: self._update("edge_norm", (g.norm() / scale).detach()))
+    def balanced_loss(
+        self,
+        rgb: Float[Tensor, "V H W 3"],
+        ink: Float[Tensor, "V H W 1"],
+        targets: Float[Tensor, "V H W 3"],
+        keys: Optional[Sequence[Hashable]],
+        ink_colour: Float[Tensor, "3"],
+        with_clip: bool,
+    ) -> Tensor:
+        """:meth:`loss` scaled so that its gradient on the ink is ``weight`` times CLIP's on the render ``rgb``
+        (``ink_colour``: stroke minus paper colour, how ink changes the render). Without CLIP terms (``with_clip``
+        False) the scale is the weight itself."""
+        ink = ink * 1.0  # a node of its own: its gradient is this term's alone
+        if not with_clip:
+            return self.balance.weight * self.loss(ink, targets, keys)
+        scale = self.balance.scale().to(ink)
+        self.balance.watch(rgb, ink, scale, direction=ink_colour)
+        return scale * self.loss(ink, targets, keys)

@@ -140,6 +140,14 @@ class StrokeLifecycle:
             strokes.append(centre + self.new_length * steps * direction)
         return torch.stack(strokes[:count])
 
+    @classmethod
+    def for_model(cls, model, cameras: "Cameras") -> "StrokeLifecycle":
+        """The lifecycle of ``model``'s strokes (a ClipSketchModel) seen by the training ``cameras``: its scene size is
+        the visual hull's diagonal (else the camera distance), new strokes are ``init_length`` long."""
+        config, unit = model.config, float(model.unit)
+        size = model.hull.diagonal if model.hull is not None else unit
+        return cls(config.lifecycle, cameras, size, config.init_length * unit, model.hull, model.generator)
+
     def training_callbacks(self, model, optimizers) -> List[TrainingCallback]:
         """Run :meth:`step` every ``settings.every`` steps on ``model``, resetting moments in nerfstudio's
         ``optimizers`` (their ``control_points`` group)."""

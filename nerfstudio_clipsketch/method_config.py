@@ -57,8 +57,8 @@ clipsketch_config = ClipSketchTrainerConfig(
     ),
     optimizers={
         "control_points": {
-            "optimizer": AdamOptimizerConfig(lr=2e-3, eps=1e-15),
-            "scheduler": FloatExponentialDecaySchedulerConfig(lr_final=2e-4, max_steps=MAX_ITERATIONS),
+            "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),
+            "scheduler": FloatExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=MAX_ITERATIONS),
         },
     },
     # Depth compositing off: the splines drawn along the curves lie at the strokes' own depth and would be hidden.

@@ -23,12 +23,13 @@ from torch import Tensor, nn
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import get_viewmats
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance, ClipGuidanceConfig
-from nerfstudio_clipsketch.edges import EdgeGuidance, GradientBalance
+from nerfstudio_clipsketch.edges import EdgeGuidance
 from nerfstudio_clipsketch.hull import VisualHull
 from nerfstudio_clipsketch.initialisation import InitialisationError, initial_curves, sphere_init
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle
 from nerfstudio_clipsketch.occlusion import HullOcclusion, OcclusionSettings
 from nerfstudio_clipsketch.rendering import render
+from nerfstudio_clipsketch.ridges import RidgeGuidance, RidgeSettings
 from nerfstudio_clipsketch.strokes import StrokeStyle, parse_color, stroke_gaussians, world_per_stroke_pixel
 from nerfstudio_clipsketch.timelapse import TimeLapse
 from nerfstudio_clipsketch.viewer import SketchSplines
@@ -81,6 +82,8 @@ class ClipSketchModelConfig(ModelConfig):
     edge_weight: float = 0.5
     """Strength of the structure term that pulls ink onto the training views' edges, relative to CLIP's terms: its
     gradient is kept at this fraction of theirs (nerfstudio_clipsketch.edges). 0 leaves CLIP alone."""
+    ridges: RidgeSettings = field(default_factory=RidgeSettings)
+    """Training holds the strokes on the visual hull's rims and creases (nerfstudio_clipsketch.ridges)."""
     occlusion: OcclusionSettings = field(default_factory=OcclusionSettings)
     """Training renders fade the ink behind the visual hull (nerfstudio_clipsketch.occlusion)."""
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
@@ -117,6 +120,7 @@ class ClipSketchModelConfig(ModelConfig):
             (not self.edge_weight >= 0, f"edge_weight must be 0 (off) or positive, got {self.edge_weight}"),
             (self.lifecycle.every < 0, f"lifecycle.every must be 0 (off) or a step count, got {self.lifecycle.every}"),
             *self.occlusion.problems(),
+            *self.ridges.problems(),
         ]
         for bad, message in problems:
             if bad:
@@ -156,10 +160,10 @@ class ClipSketchModel(Model):
         )
         self.crop_box: Optional[OrientedBox] = None
         self.guidance: Optional[ClipGuidance] = None
-        self.edges = EdgeGuidance()
-        self.balance = GradientBalance(cfg.edge_weight)
+        self.edges = EdgeGuidance(cfg.edge_weight)
         self.hull: Optional[VisualHull] = None
         self.occlusion: Optional[HullOcclusion] = None
+        self.ridges: Optional[RidgeGuidance] = None
         self.init_method = "sphere"
         self._warned_dotted = False
         # The curves as splines in nerfstudio's viewer, and their GUI. The viewer finds ViewerControl and
@@ -199,6 +203,7 @@ class ClipSketchModel(Model):
         cfg = self.config
         self.hull, hides = hull, hull is not None and cfg.occlusion.density > 0
         self.occlusion = HullOcclusion(hull, cfg.occlusion.density, cfg.occlusion.margin) if hides else None
+        self.ridges = RidgeGuidance.for_hull(hull, cfg.ridges)
         try:
             start = initial_curves(
                 cfg.init, cameras.camera_to_worlds, cfg.num_curves, cfg.curve_degree, cfg.init_radius,
@@ -282,7 +287,8 @@ class ClipSketchModel(Model):
         if not self.training:
             # Empty pixels are far away, not at the camera, so the viewer's depth compositing shows what lies behind.
             depth = torch.where(out.alpha > 0, depth, depth.detach().max())
-        return {"rgb": out.rgb, "accumulation": out.alpha, "background": self.style.background, "depth": depth}
+        outputs = {"rgb": out.rgb, "accumulation": out.alpha, "background": self.style.background, "depth": depth}
+        return {**outputs, "means": means} if self.training else outputs  # the ridge term balances against them
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
@@ -301,26 +307,17 @@ class ClipSketchModel(Model):
     def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
         return {"control_points": [self.control_points]}
 
-    def get_training_callbacks(
-        self, training_callback_attributes: TrainingCallbackAttributes
-    ) -> List[TrainingCallback]:
-        callbacks = [
-            TrainingCallback(
-                [TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
-                self.resample_gaussians,
-                update_every_num_iters=max(1, self.config.resample_every),
-            )
-        ]
-        timelapse = self._make_timelapse(training_callback_attributes)
+    def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        every = max(1, self.config.resample_every)
+        after_step = [TrainingCallbackLocation.AFTER_TRAIN_ITERATION]
+        callbacks = [TrainingCallback(after_step, self.resample_gaussians, update_every_num_iters=every)]
+        timelapse = self._make_timelapse(attributes)
         if timelapse is not None:
             callbacks.extend(timelapse.training_callbacks())
         callbacks.extend(self.sketch_splines.training_callbacks())  # viewer splines, throttled
-        if self.config.lifecycle.every > 0 and training_callback_attributes.pipeline is not None:
-            cameras = training_callback_attributes.pipeline.datamanager.train_dataset.cameras
-            size = self.hull.diagonal if self.hull is not None else float(self.unit)
-            new_length = self.config.init_length * float(self.unit)
-            lifecycle = StrokeLifecycle(self.config.lifecycle, cameras, size, new_length, self.hull, self.generator)
-            callbacks.extend(lifecycle.training_callbacks(self, training_callback_attributes.optimizers))
+        if self.config.lifecycle.every > 0 and attributes.pipeline is not None:
+            lifecycle = StrokeLifecycle.for_model(self, attributes.pipeline.datamanager.train_dataset.cameras)
+            callbacks.extend(lifecycle.training_callbacks(self, attributes.optimizers))
         return callbacks
 
     def _make_timelapse(self, attributes: TrainingCallbackAttributes) -> Optional[TimeLapse]:
@@ -367,7 +364,8 @@ class ClipSketchModel(Model):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         """CLIPasso's terms, each weighted: ``clip_layer{i}`` (L2 on activations) and ``clip_fc`` (cosine), and the
-        structure term ``edges`` (:mod:`nerfstudio_clipsketch.edges`).
+        structure terms ``edges`` (:mod:`nerfstudio_clipsketch.edges`) and ``ridges`` (training only, with a visual
+        hull: :mod:`nerfstudio_clipsketch.ridges`).
 
         ``outputs["rgb"]`` and ``batch["image"]`` are ``[V, H, W, *]``; ``batch["image_idx"]`` lists the ``V`` training
         views (their target features are cached per view)."""
@@ -378,11 +376,11 @@ class ClipSketchModel(Model):
             outputs["rgb"], target, generator=self.generator, target_keys=keys, augment=self.training
         )
         if self.config.edge_weight > 0:
-            ink = outputs["accumulation"] * 1.0  # only this term's gradient
-            scale = self.balance.scale().to(ink) if losses else torch.tensor(self.config.edge_weight).to(ink)
-            if self.training and losses:
-                self.balance.watch(outputs["rgb"], ink, self.style.color - self.style.background, scale)
-            losses["edges"] = scale * self.edges.loss(ink, target, keys)
+            ink_colour, with_clip = self.style.color - self.style.background, bool(losses)
+            losses["edges"] = self.edges.balanced_loss(outputs["rgb"], outputs["accumulation"], target, keys,
+                                                       ink_colour, with_clip)  # fmt: skip
+        if self.training and self.ridges is not None and "means" in outputs:
+            losses["ridges"] = self.ridges.loss(self.gaussians()[0], outputs["means"])
         return losses
 
     @torch.no_grad()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nerfstudio_clipsketch import curves
-from nerfstudio_clipsketch.edges import EdgeGuidance, GradientBalance, edge_map
+from nerfstudio_clipsketch.balance import GradientBalance
+from nerfstudio_clipsketch.edges import EdgeGuidance, edge_map
 from nerfstudio_clipsketch.hull import VisualHull
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle, duplicates
 from tests.helpers import make_model, ring_cameras
@@ -130,8 +131,35 @@ def test_the_balance_keeps_the_structure_gradient_at_its_share_of_clips():
     ink = torch.zeros(1, 4, 4, 1, requires_grad=True)
     direction = torch.tensor([-1.0, -1.0, -1.0])  # black strokes on white
     scale = balance.scale()
-    balance.watch(rgb, ink, direction, scale)
+    balance.watch(rgb, ink, scale, direction=direction)
     clip_gradient, raw_edge_gradient = torch.randn(1, 4, 4, 3), 100.0 * torch.randn(1, 4, 4, 1)
     ((rgb * clip_gradient).sum() + scale * (ink * raw_edge_gradient).sum()).backward()
     clip_on_ink = (clip_gradient * direction).sum(-1).norm()
     assert float(balance.scale() * raw_edge_gradient.norm()) == pytest.approx(0.5 * float(clip_on_ink), rel=1e-5)
+
+
+def test_the_balance_keeps_a_term_on_the_centres_at_its_share_and_ignores_silent_steps():
+    balance = GradientBalance(weight=0.5, momentum=0.5)
+    reference_gradient = torch.randn(10, 3)
+    raw_gradients = [100.0 * torch.randn(10, 3), torch.zeros(10, 3), 100.0 * torch.randn(10, 3)]
+    seen = []
+    for raw in raw_gradients:
+        drawn, centres = torch.zeros(10, 3, requires_grad=True), torch.zeros(10, 3, requires_grad=True)
+        scale = balance.scale()
+        balance.watch(drawn, centres, scale)
+        ((drawn * reference_gradient).sum() + scale * (centres * raw).sum()).backward()
+        seen.append(float(balance.term_norm))
+    assert seen[0] == pytest.approx(float(raw_gradients[0].norm()), rel=1e-5)  # the first norm is taken as it is
+    assert seen[1] == seen[0]  # a silent step (nothing to correct) does not make the term look weak
+    assert seen[2] == pytest.approx(0.5 * seen[0] + 0.5 * float(raw_gradients[2].norm()), rel=1e-5)
+    expected = 0.5 * float(reference_gradient.norm()) / seen[2]
+    assert float(balance.scale()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_term_that_was_always_silent_is_scaled_to_almost_nothing():
+    balance = GradientBalance(weight=0.5)
+    drawn, centres = torch.zeros(4, 3, requires_grad=True), torch.zeros(4, 3, requires_grad=True)
+    scale = balance.scale()
+    balance.watch(drawn, centres, scale)
+    ((drawn * torch.ones(4, 3)).sum() + scale * (centres * 0.0).sum()).backward()
+    assert float(balance.scale()) == pytest.approx(GradientBalance.FIRST_STEP_SCALE)

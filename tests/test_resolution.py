@@ -21,6 +21,7 @@ from nerfstudio_clipsketch.hull import carve_hull
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings
 from nerfstudio_clipsketch.model import ClipSketchModelConfig
 from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
+from nerfstudio_clipsketch.ridges import RidgeSettings
 from nerfstudio_clipsketch.scripts.common import load_run
 from tests.helpers import make_model, ring_cameras, train_args, train_in_process
 
@@ -43,7 +44,7 @@ def scenes(tmp_path_factory):
 
 def pipeline(scene, clip_config, stroke_width: float = 6.0, edge_weight: float = 0.0, **datamanager):
     """The training pipeline, its strokes started the same way at any resolution (a sphere: the hull's traced start
-    has its own test below)."""
+    has its own test below), with the image terms alone (the ridge term works in 3D, whatever the resolution)."""
     clip = ClipGuidanceConfig(
         model_name=clip_config.stem, pretrained="none", model_config=clip_config, layer_weights=(0.0, 1.0, 1.0, 1.0)
     )
@@ -51,7 +52,7 @@ def pipeline(scene, clip_config, stroke_width: float = 6.0, edge_weight: float =
         datamanager=ClipSketchDataManagerConfig(dataparser=ClipSketchDataParserConfig(data=scene), **datamanager),
         model=ClipSketchModelConfig(
             num_curves=8, stroke_width=stroke_width, clip=clip, init="sphere", edge_weight=edge_weight,
-            lifecycle=LifecycleSettings(every=0),
+            lifecycle=LifecycleSettings(every=0), ridges=RidgeSettings(weight=0.0),
         ),  # fmt: skip
     )
     return config.setup(device="cpu", test_mode="val")
