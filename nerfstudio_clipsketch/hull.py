@@ -112,6 +112,20 @@ def carve(
     return keep.reshape(dims), centres[0], size
 
 
+def silhouette_fit(occupancy: Tensor, origin: Tensor, size: float, cameras: Cameras, masks: Tensor) -> float:
+    """Mean share of each view's silhouette ``masks [N, H, W]`` the occupied voxels cover, projected back (within 2
+    pixels): about 1 when cameras and images agree, far less when carving kept only what inconsistent views share."""
+    points = occupancy.nonzero().float() * size + origin
+    uv, depth = _project(points[:: max(1, len(points) // 200_000)], cameras, masks.shape[1] / float(cameras.height[0]))
+    col, row = uv[..., 0].floor().long(), uv[..., 1].floor().long()
+    hit = (depth > 0) & (col >= 0) & (col < masks.shape[2]) & (row >= 0) & (row < masks.shape[1])
+    views = torch.arange(len(masks))[:, None].expand_as(col)
+    drawn = torch.zeros_like(masks)
+    drawn[views[hit], row[hit], col[hit]] = True
+    covered = (_dilate(drawn, 2) & masks).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp_min(1)
+    return float(covered.mean())
+
+
 def surface(occupancy: Bool[Tensor, "X Y Z"]) -> Bool[Tensor, "X Y Z"]:
     """Occupied voxels with an empty (or out-of-grid) face neighbour."""
     padded = F.pad(occupancy[None, None].float(), (1, 1, 1, 1, 1, 1))
@@ -197,6 +211,8 @@ class VisualHull:
     surface_points: Float[Tensor, "S 3"]
     """Every surface voxel's centre."""
     surface_scores: Float[Tensor, "S"]
+    fit: float = 1.0
+    """Mean share of a training silhouette the hull covers, projected back (:func:`silhouette_fit`)."""
 
     @property
     def diagonal(self) -> float:
@@ -233,14 +249,9 @@ class VisualHull:
         return valid & self.occupancy[safe[:, 0], safe[:, 1], safe[:, 2]]
 
     def trace_strokes(
-        self,
-        count: int,
-        degree: int,
-        max_length: float,
-        short_length: float,
-        existing: Optional[Float[Tensor, "K 3"]] = None,
-        min_scale: float = 2.0,
-    ) -> List[Float[Tensor, "degree_plus_one 3"]]:
+        self, count: int, degree: int, max_length: float, short_length: float,
+        existing: Optional[Float[Tensor, "K 3"]] = None, min_scale: float = 2.0,
+    ) -> List[Float[Tensor, "degree_plus_one 3"]]:  # fmt: skip
         """Up to ``count`` new strokes along the scored surface points, each starting at the point farthest from
         ``existing`` points and the strokes traced before it (see the module docstring), and fewer when every scored
         point lies within ``min_scale`` voxels of a stroke. ``max_length`` bounds a trace; a trace shorter than
@@ -384,4 +395,5 @@ def carve_hull(
     scores = edge_scores(shell, normals(occupancy, shell_indices), cameras, edge_maps)
     good = scores >= min(min_score, float(scores.max()))
     ridges = onto_ridges(shell[good], scores[good], size)
-    return VisualHull(occupancy, origin, size, ridges, scores[good], shell, scores), "carved"
+    fit = silhouette_fit(occupancy, origin, size, cameras, masks)
+    return VisualHull(occupancy, origin, size, ridges, scores[good], shell, scores, fit), "carved"

@@ -88,7 +88,8 @@ class ClipSketchPipeline(VanillaPipeline):
         else:
             CONSOLE.log(
                 f"clipsketch: visual hull carved from {len(images)} views in {time.perf_counter() - start:.1f} s "
-                f"({int(hull.occupancy.sum())} voxels, {len(hull.points)} on rims and creases)"
+                f"({int(hull.occupancy.sum())} voxels, {len(hull.points)} on rims and creases; projected back, it "
+                f"covers {hull.fit:.0%} of the silhouettes)"
             )
         return hull, reason
 

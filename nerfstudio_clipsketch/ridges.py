@@ -3,14 +3,18 @@
 The image-space structure term (:mod:`nerfstudio_clipsketch.edges`) pulls ink onto each view's edges, but at the
 scale of a pixel of the view CLIP sees, a stroke can slide off the object in depth, or across a concave gap, without
 any view noticing. The visual hull knows where those edges lie in 3D: its *ridges* (:attr:`VisualHull.points`, the
-surface points that land on image edges in most of the views facing them, moved onto the middle of their bands) are
-where the strokes start. This term keeps them there: every stroke Gaussian further than ``radius`` hull voxels from
-the nearest ridge point pays the square of the excess, and is pulled straight back toward it. Within ``radius`` the
-term is silent, so CLIP is free to choose which edges to draw and to slide strokes along them.
+surface points that land on image edges in at least half of the views facing them, moved onto the middle of their
+bands) are where the strokes start. This term keeps them there: every stroke Gaussian further than ``radius`` hull
+voxels from the nearest ridge point pays the square of the excess, and is pulled straight back toward it. Within
+``radius`` the term is silent, so CLIP is free to choose which edges to draw and to slide strokes along them.
 
 Without it, CLIP's terms (random weights, as measured here) moved the rose's strokes off its surface within 100 steps
-(surface precision@1% 0.97 at the start, 0.69 after) even with small learning rates (0.72 at a quarter of the
-default): a pixel of CLIP's view is about the 1% threshold on the rose (BENCHMARKS.md).
+(surface precision@1% 0.97 at the start, 0.69 after), whatever the learning rate (0.68 at 1e-3, 0.72 at 5e-4): a
+pixel of CLIP's view is about the 1% threshold on the rose (BENCHMARKS.md).
+
+A hull carved from cameras that disagree with the images (the duck's) is smaller than the object and covers only part
+of each silhouette when projected back (:attr:`VisualHull.fit`): its ridges are not the object's, and the term stays
+off below ``min_fit``.
 
 The nearest ridge point of every voxel of the hull's grid is found once (a Euclidean distance transform), so a step
 looks up, and does not search, each Gaussian's nearest ridge point. How strong the term is, is set relative to the
@@ -27,6 +31,7 @@ from typing import Optional
 import numpy as np
 import torch
 from jaxtyping import Float
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from nerfstudio_clipsketch.balance import GradientBalance
@@ -44,12 +49,16 @@ class RidgeSettings:
     terms and the image structure term): its gradient is kept at this fraction of theirs. 0: off."""
     radius: float = 1.0
     """Distance from the nearest ridge point, in hull voxels, within which a stroke is free (the term is silent)."""
+    min_fit: float = 0.9
+    """The term is off when the hull covers less than this share of the training silhouettes projected back
+    (VisualHull.fit): its ridges are then not the object's (cameras and images disagree)."""
 
     def problems(self) -> list[tuple[bool, str]]:
         """(is it wrong, what to say) for each setting, naming the setting and what is allowed."""
         return [
             (not self.weight >= 0, f"ridges.weight must be 0 (off) or positive, got {self.weight}"),
             (not self.radius >= 0, f"ridges.radius must be 0 or a positive number of hull voxels, got {self.radius}"),
+            (not 0 <= self.min_fit <= 1, f"ridges.min-fit must be in [0, 1] (a share), got {self.min_fit}"),
         ]
 
 
@@ -118,6 +127,13 @@ class RidgeGuidance:
         if hull is None or len(hull.points) == 0:
             why = "no visual hull" if hull is None else "the visual hull has no rims or creases"
             logger.info("clipsketch: strokes are not held on ridges: %s", why)
+            return None
+        if hull.fit < settings.min_fit:
+            CONSOLE.log(
+                f"[yellow]clipsketch: the visual hull covers only {hull.fit:.0%} of the training silhouettes projected "
+                "back: the cameras and the images disagree (poses, intrinsics or masks), so its rims and creases are "
+                f"not the object's. Strokes are not held on them (ridges.min-fit {settings.min_fit:g})."
+            )
             return None
         return cls(RidgeField(hull, settings.radius), settings.weight)
 

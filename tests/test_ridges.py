@@ -1,14 +1,17 @@
-"""The 3D structure term: strokes off the hull's ridges are pulled back onto them, strokes on them are free."""
+"""The 3D structure term: strokes off the hull's ridges are pulled back onto them, strokes on them are free, and a
+hull that does not fit its silhouettes holds nothing."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from nerfstudio.cameras.cameras import Cameras
 
-from nerfstudio_clipsketch.hull import VisualHull
+from nerfstudio_clipsketch.hull import VisualHull, carve_hull
 from nerfstudio_clipsketch.model import ClipSketchConfigError
-from nerfstudio_clipsketch.ridges import RidgeField, RidgeSettings
+from nerfstudio_clipsketch.ridges import RidgeField, RidgeGuidance, RidgeSettings
 from tests.helpers import make_model, ring_cameras
+from tests.test_hull import sphere_cameras, sphere_images
 
 
 def line_hull(resolution: int = 32) -> VisualHull:
@@ -58,9 +61,13 @@ def test_a_hull_without_ridges_is_refused():
         RidgeField(hull)
 
 
-@pytest.mark.parametrize("setting, value", [("weight", -1.0), ("radius", -0.5), ("weight", float("nan"))])
-def test_bad_ridge_settings_are_refused_naming_the_setting(setting, value):
-    with pytest.raises(ClipSketchConfigError, match=f"ridges.{setting}"):
+@pytest.mark.parametrize(
+    "setting, value, name",
+    [("weight", -1.0, "weight"), ("radius", -0.5, "radius"), ("weight", float("nan"), "weight"),
+     ("min_fit", 1.5, "min-fit")],  # fmt: skip
+)
+def test_bad_ridge_settings_are_refused_naming_the_setting(setting, value, name):
+    with pytest.raises(ClipSketchConfigError, match=f"ridges.{name}"):
         make_model(ridges=RidgeSettings(**{setting: value}))
 
 
@@ -96,3 +103,24 @@ def test_training_pulls_a_stroke_beside_the_ridges_back_onto_them(tiny_guidance)
     held = distance_from_ridge_after_training(tiny_guidance, 0.5)
     free = distance_from_ridge_after_training(tiny_guidance, 0.0)
     assert held < 0.5 * start and held < 0.5 * free, (start, held, free)
+
+
+def test_a_hull_from_cameras_that_disagree_with_the_images_is_not_used_to_hold_strokes():
+    """The duck's case: carving from images whose cameras are off keeps only what the wrong cones share, which
+    covers a fraction of each silhouette; its ridges are not the object's, and the ridge term stays off."""
+    cameras = sphere_cameras()
+    good, why = carve_hull(cameras, list(sphere_images(cameras, 0.8)), torch.zeros(3), resolution=32)
+    assert good is not None, why
+    generator = torch.Generator().manual_seed(3)
+    moved = cameras.camera_to_worlds.clone()
+    moved[:, :3, 3] += 0.5 * torch.nn.functional.normalize(torch.randn(len(cameras), 3, generator=generator), dim=-1)
+    seen_from_elsewhere = Cameras(
+        camera_to_worlds=moved, fx=cameras.fx, fy=cameras.fy, cx=cameras.cx, cy=cameras.cy,
+        width=cameras.width, height=cameras.height,
+    )  # fmt: skip
+    bad, why = carve_hull(cameras, list(sphere_images(seen_from_elsewhere, 0.8)), torch.zeros(3), resolution=32)
+    assert bad is not None, why
+    assert good.fit > 0.9 and bad.fit < 0.5, (good.fit, bad.fit)
+    assert RidgeGuidance.for_hull(good, RidgeSettings()) is not None
+    assert RidgeGuidance.for_hull(bad, RidgeSettings()) is None
+    assert RidgeGuidance.for_hull(bad, RidgeSettings(min_fit=0.0)) is not None  # the user can insist
