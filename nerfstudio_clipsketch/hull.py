@@ -112,16 +112,16 @@ def carve(
     return keep.reshape(dims), centres[0], size
 
 
-def silhouette_fit(occupancy: Tensor, origin: Tensor, size: float, cameras: Cameras, masks: Tensor) -> float:
-    """Mean share of each view's silhouette ``masks [N, H, W]`` the occupied voxels cover, projected back (within 2
-    pixels): about 1 when cameras and images agree, far less when carving kept only what inconsistent views share."""
-    points = occupancy.nonzero().float() * size + origin
-    uv, depth = _project(points[:: max(1, len(points) // 200_000)], cameras, masks.shape[1] / float(cameras.height[0]))
-    col, row = uv[..., 0].floor().long(), uv[..., 1].floor().long()
-    hit = (depth > 0) & (col >= 0) & (col < masks.shape[2]) & (row >= 0) & (row < masks.shape[1])
-    views = torch.arange(len(masks))[:, None].expand_as(col)
+def silhouette_fit(shell: Tensor, cameras: Cameras, masks: Tensor, chunk: int = 32) -> float:
+    """Mean share of each view's silhouette ``masks [N, H, W]`` the hull's surface voxels ``shell`` cover, projected
+    back (within 2 pixels): about 1 when cameras and images agree, less when carving kept what wrong views share."""
     drawn = torch.zeros_like(masks)
-    drawn[views[hit], row[hit], col[hit]] = True
+    for first in range(0, len(masks), chunk):  # a few views at a time: memory bounded however many there are
+        uv, depth = _project(shell, cameras[first : first + chunk], masks.shape[1] / float(cameras.height[0]))
+        col, row = uv[..., 0].floor().long(), uv[..., 1].floor().long()
+        hit = (depth > 0) & (col >= 0) & (col < masks.shape[2]) & (row >= 0) & (row < masks.shape[1])
+        views = torch.arange(first, first + len(uv))[:, None].expand_as(col)
+        drawn[views[hit], row[hit], col[hit]] = True
     covered = (_dilate(drawn, 2) & masks).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp_min(1)
     return float(covered.mean())
 
@@ -395,5 +395,5 @@ def carve_hull(
     scores = edge_scores(shell, normals(occupancy, shell_indices), cameras, edge_maps)
     good = scores >= min(min_score, float(scores.max()))
     ridges = onto_ridges(shell[good], scores[good], size)
-    fit = silhouette_fit(occupancy, origin, size, cameras, masks)
+    fit = silhouette_fit(shell, cameras, masks)
     return VisualHull(occupancy, origin, size, ridges, scores[good], shell, scores, fit), "carved"

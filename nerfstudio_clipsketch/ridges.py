@@ -80,29 +80,30 @@ class RidgeField:
         self.voxel_size = float(hull.voxel_size)
         self.radius = float(radius)
         shape = tuple(hull.occupancy.shape)
-        cells = self._cells(self.points, shape).numpy()
+        self._last_cell = torch.tensor(shape) - 1
+        cells = self._cells(self.points).numpy()
         owner = np.full(shape, -1, dtype=np.int64)
         owner[cells[:, 0], cells[:, 1], cells[:, 2]] = np.arange(len(cells))  # one ridge point per voxel suffices
         seeds = distance_transform_edt(owner < 0, return_distances=False, return_indices=True)
         self.nearest = torch.from_numpy(owner[seeds[0], seeds[1], seeds[2]].astype(np.int32))  # [X, Y, Z]
-        self._dims = torch.tensor(shape)
 
-    def _cells(self, points: Tensor, shape) -> Tensor:
-        dims = torch.tensor(shape, device=points.device)
-        idx = torch.round((points - self.origin.to(points)) / self.voxel_size).long()
-        return torch.minimum(idx.clamp_min(0), dims - 1)
+    def _cells(self, points: Tensor) -> Tensor:
+        """The grid cell of each point (on the field's device), clamped into the grid."""
+        idx = torch.round((points - self.origin) / self.voxel_size).long()
+        return torch.minimum(idx.clamp_min(0), self._last_cell)
 
     def to(self, device) -> "RidgeField":
-        self.points, self.origin, self.nearest = (t.to(device) for t in (self.points, self.origin, self.nearest))
+        tensors = (self.points, self.origin, self.nearest, self._last_cell)
+        self.points, self.origin, self.nearest, self._last_cell = (t.to(device) for t in tensors)
         return self
 
     @torch.no_grad()
     def nearest_points(self, means: Float[Tensor, "N 3"]) -> Float[Tensor, "N 3"]:
         """A ridge point near each point: the one in the ridge voxel nearest to the point's voxel, so at most two
         voxel diagonals further than the nearest (points off the grid get their border voxel's)."""
-        if self.nearest.device != means.device:  # moved once, to where the sketch is
+        if self.nearest.device != means.device:  # moved once, to where the sketch is: no copies in the step
             self.to(means.device)
-        cells = self._cells(means.detach().float(), tuple(self.nearest.shape))
+        cells = self._cells(means.detach().float())
         return self.points[self.nearest[cells[:, 0], cells[:, 1], cells[:, 2]].long()].to(means)
 
     def loss(self, means: Float[Tensor, "N 3"]) -> Tensor:
