@@ -92,7 +92,7 @@ class EdgeGuidance:
         scales: blur standard deviations, in pixels of a 224-pixel view.
     """
 
-    def __init__(self, weight: float = 0.5, scales: Sequence[float] = (1.0, 2.0, 4.0, 8.0)) -> None:
+    def __init__(self, weight: float, scales: Sequence[float] = (1.0, 2.0, 4.0, 8.0)) -> None:
         if not scales or any(s <= 0 for s in scales):
             raise ValueError(f"edge blur scales must be positive pixel sizes, got {tuple(scales)}")
         self.scales = tuple(float(s) for s in scales)

@@ -70,7 +70,7 @@ class RidgeField:
         radius: free distance, in voxels.
     """
 
-    def __init__(self, hull: VisualHull, radius: float = 1.0) -> None:
+    def __init__(self, hull: VisualHull, radius: float = RidgeSettings.radius) -> None:
         from scipy.ndimage import distance_transform_edt
 
         if len(hull.points) == 0:
