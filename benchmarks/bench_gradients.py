@@ -27,15 +27,16 @@ from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
 from nerfstudio_clipsketch.model import ClipSketchModelConfig
 from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
-from nerfstudio_clipsketch.ridges import RidgeSettings
+from nerfstudio_clipsketch.terms.edges import EdgeTermConfig
+from nerfstudio_clipsketch.terms.ridges import RidgeTermConfig
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--edge-weight", type=float, default=ClipSketchModelConfig.edge_weight)
-    parser.add_argument("--ridge-weight", type=float, default=RidgeSettings.weight)
+    parser.add_argument("--edge-weight", type=float, default=EdgeTermConfig.weight)
+    parser.add_argument("--ridge-weight", type=float, default=RidgeTermConfig.weight)
     parser.add_argument("--pretrained", default="none")
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args(argv)
@@ -43,8 +44,8 @@ def main(argv=None) -> None:
     config = ClipSketchPipelineConfig(
         datamanager=ClipSketchDataManagerConfig(dataparser=ClipSketchDataParserConfig(data=args.data)),
         model=ClipSketchModelConfig(
-            edge_weight=args.edge_weight,
-            ridges=RidgeSettings(weight=args.ridge_weight),
+            edges=EdgeTermConfig(weight=args.edge_weight),
+            ridges=RidgeTermConfig(weight=args.ridge_weight),
             clip=ClipGuidanceConfig(pretrained=args.pretrained),
         ),
     )

@@ -41,7 +41,7 @@ SCENES: Dict[str, Dict] = {
 }
 RECIPES: Dict[str, List[str]] = {
     "ancestor": [
-        "--pipeline.model.init", "sphere", "--pipeline.model.edge-weight", "0",
+        "--pipeline.model.init", "sphere", "--pipeline.model.edges.weight", "0",
         "--pipeline.model.lifecycle.every", "0", "--pipeline.datamanager.views-per-step", "1",
         "--pipeline.model.occlusion.density", "0", "--pipeline.model.ridges.weight", "0",
         "--optimizers.control-points.optimizer.lr", "2e-3", "--optimizers.control-points.scheduler.lr-final", "2e-4",
@@ -49,7 +49,7 @@ RECIPES: Dict[str, List[str]] = {
     "default": [],
     "no-hull-start": ["--pipeline.model.init", "sphere"],
     "no-lifecycle": ["--pipeline.model.lifecycle.every", "0"],
-    "no-edges": ["--pipeline.model.edge-weight", "0"],
+    "no-edges": ["--pipeline.model.edges.weight", "0"],
     "no-occlusion": ["--pipeline.model.occlusion.density", "0"],
     "no-ridges": ["--pipeline.model.ridges.weight", "0"],
     "lr-2e-3": [

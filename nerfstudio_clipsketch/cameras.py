@@ -117,3 +117,17 @@ def camera_axes_centre(camera_to_worlds: Float[Tensor, "num_cameras 3 4"]) -> Fl
         origin = origins.mean(0)
         depth = torch.clamp(-(origin @ direction), min=float(origins.norm(dim=-1).mean().clamp_min(1e-3)))
         return (origin + depth * direction).to(camera_to_worlds.dtype)
+
+
+def render_size(cameras) -> Tuple[int, int]:
+    """``(height, width)`` of nerfstudio ``Cameras`` rendered together: the datamanager's ``image_size`` metadata when
+    it is there (plain ints: no device-to-host copy in a training step), else read from the cameras, which must then
+    share one resolution."""
+    size = (cameras.metadata or {}).get("image_size")
+    if size is not None:
+        return int(size[0]), int(size[1])
+    cams = cameras.flatten() if cameras.shape else cameras.reshape((1,))
+    width, height = int(cams.width[0, 0]), int(cams.height[0, 0])
+    if len(cams) > 1 and not (bool((cams.width == width).all()) and bool((cams.height == height).all())):
+        raise ValueError("All cameras rendered together must share one resolution")
+    return height, width

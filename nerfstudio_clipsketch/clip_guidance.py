@@ -43,9 +43,10 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    native_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_amx_tile_supported", lambda: False
-    )()
+    native_bf16 = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    )
     return torch.bfloat16 if native_bf16 else None
 
 
@@ -121,6 +122,16 @@ def apply_augmentation(images: Float[Tensor, "B 3 H W"], aug: PerspectiveCrop, s
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def drop_text_tower(model) -> None:
+    """Free an open_clip ``CLIP``'s text tower (its image tower is all CLIPasso's loss uses)."""
+    for name in ("transformer", "token_embedding", "ln_final", "text"):
+        if isinstance(getattr(model, name, None), torch.nn.Module):
+            setattr(model, name, None)
+    for name in ("positional_embedding", "text_projection"):
+        if isinstance(getattr(model, name, None), torch.nn.Parameter):
+            setattr(model, name, None)
+
+
 def center_resize(images: Float[Tensor, "B 3 H W"], size: int) -> Float[Tensor, "B 3 S S"]:
     """CLIP's own preprocessing: shorter side to ``size``, then a centre crop."""
     h, w = images.shape[-2:]
@@ -136,12 +147,18 @@ def center_resize(images: Float[Tensor, "B 3 H W"], size: int) -> Float[Tensor, 
 class ClipGuidance:
     """A frozen open_clip image encoder and the CLIPasso loss built on it."""
 
-    def __init__(self, config: ClipGuidanceConfig, device: torch.device | str = "cpu", model=None) -> None:
-        """Build the encoder from ``config`` (or use ``model``, an open_clip ``CLIP``, as tests do)."""
+    def __init__(
+        self, config: ClipGuidanceConfig, device: torch.device | str = "cpu", model=None, text: bool = False
+    ) -> None:
+        """Build the encoder from ``config`` (or use ``model``, an open_clip ``CLIP``, as tests do); ``text``: keep
+        the text tower (:meth:`text_embedding`), which is freed otherwise."""
         self.config = config
         if config.num_augmentations < 0:
             raise ClipGuidanceError(f"num_augmentations must be >= 0, got {config.num_augmentations}")
         model = create_clip(config) if model is None else model
+        self.has_text = text and hasattr(model, "encode_text")
+        if not self.has_text:
+            drop_text_tower(model)
         self.model = model.eval().requires_grad_(False).to(device)
         visual = self.model.visual
         self.channels_last = config.channels_last and not hasattr(visual, "transformer")
@@ -228,7 +245,19 @@ class ClipGuidance:
         target_keys: Optional[Sequence[Hashable]] = None,
         augment: bool = True,
     ) -> Dict[str, Tensor]:
-        """CLIPasso loss terms, each already weighted: ``clip_layer{i}`` and ``clip_fc``.
+        """CLIPasso loss terms, each already weighted: ``clip_layer{i}`` and ``clip_fc`` (see :meth:`compare`)."""
+        return self.compare(sketch, target, generator, target_keys, augment)[0]
+
+    def compare(
+        self,
+        sketch: Float[Tensor, "V H W 3"],
+        target: Float[Tensor, "V H W 3"],
+        generator: Optional[torch.Generator] = None,
+        target_keys: Optional[Sequence[Hashable]] = None,
+        augment: bool = True,
+    ) -> Tuple[Dict[str, Tensor], Optional[Float[Tensor, "B D"]]]:
+        """CLIPasso loss terms, each already weighted: ``clip_layer{i}`` and ``clip_fc``; and the final embeddings of
+        the sketches as compared (the un-augmented views, then each augmentation's; None when no term is weighted).
 
         Args:
             sketch: Rendered sketches, RGB in [0, 1], channels last (nerfstudio's layout).
@@ -242,7 +271,7 @@ class ClipGuidance:
         if target_keys is not None and len(target_keys) != sketch.shape[0]:
             raise ValueError(f"{len(target_keys)} target keys for {sketch.shape[0]} views")
         if not self.layers and not self.config.fc_weight:
-            return {}  # every CLIP term weighted 0: nothing to compute
+            return {}, None  # every CLIP term weighted 0: nothing to compute
         size = self.image_size
         # Everything from here on happens at CLIP's input size, augmentations included (as CLIPasso's 224-pixel
         # images): the loss does not depend on the photos' resolution, nor do the augmentations' random draws.
@@ -276,12 +305,32 @@ class ClipGuidance:
         if self.config.fc_weight:
             cos = F.cosine_similarity(fc, t_fc, dim=-1)
             losses["clip_fc"] = self.config.fc_weight * (1.0 - cos).mean()
-        return losses
+        return losses, fc
+
+    def embed(self, images: Float[Tensor, "V H W 3"], grad: bool = False) -> Float[Tensor, "V D"]:
+        """Final CLIP embeddings of images in [0, 1], channels last, with CLIP's own preprocessing (no augmentation;
+        differentiable with ``grad``)."""
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return self.encode(center_resize(images.permute(0, 3, 1, 2).to(self.mean.dtype), self.image_size))[1]
 
     @torch.no_grad()
-    def embed(self, images: Float[Tensor, "V H W 3"]) -> Float[Tensor, "V D"]:
-        """Final CLIP embeddings of images in [0, 1], channels last, with CLIP's own preprocessing (no augmentation)."""
-        return self.encode(center_resize(images.permute(0, 3, 1, 2).to(self.mean.dtype), self.image_size))[1]
+    def text_embedding(self, prompt: str) -> Float[Tensor, "D"]:
+        """The CLIP embedding of ``prompt`` (open_clip's tokenizer for the architecture), fp32."""
+        if not self.has_text:
+            raise ClipGuidanceError("this CLIP guidance was built without its text tower (build it with text=True)")
+        import open_clip
+
+        try:
+            tokenizer = open_clip.get_tokenizer(self.config.model_name)
+        except Exception as e:  # a Hugging Face tokenizer that cannot be fetched from here, among others
+            raise ClipGuidanceError(
+                f"no text tokenizer for CLIP model {self.config.model_name!r} can be had here ({type(e).__name__}: "
+                f"{e}); a text prompt needs one (the ResNet and OpenAI ViT models ship theirs)."
+            ) from e
+        tokens = tokenizer([prompt]).to(self.device)
+        dtype = self.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            return self.model.encode_text(tokens)[0].float()
 
     @torch.no_grad()
     def similarity(self, a: Float[Tensor, "V H W 3"], b: Float[Tensor, "V H W 3"]) -> Float[Tensor, "V"]:

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
-from nerfstudio_clipsketch.model import ClipSketchConfigError
+from nerfstudio_clipsketch.model_config import ClipSketchConfigError
 
 SPLITS = ("val", "test", "train")
 

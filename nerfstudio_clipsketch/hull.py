@@ -355,7 +355,7 @@ def carve_hull(
     """The visual hull of the object in ``images`` (RGB or RGBA in [0, 1], seen by ``cameras``; RGB composited over
     ``background``), within the cube around the point the cameras look at that every camera sees whole, or None and
     the reason when there is none (no separable background, nothing left after carving)."""
-    from nerfstudio_clipsketch.edges import edge_map
+    from nerfstudio_clipsketch.edge_maps import edge_map
 
     cameras = cameras.reshape(-1).to("cpu")
     c2w = cameras.camera_to_worlds.float()

@@ -9,13 +9,14 @@ of the median camera distance to it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from nerfstudio_clipsketch.cameras import camera_axes_centre
+from nerfstudio_clipsketch.model_config import ClipSketchConfigError, ClipSketchModelSettings
 
 if TYPE_CHECKING:
     from nerfstudio_clipsketch.hull import VisualHull
@@ -95,10 +96,7 @@ def hull_init(
     return torch.stack(strokes)
 
 
-InitMethod = Literal["auto", "hull", "sphere", "points"]
-
-
-class InitialisationError(ValueError):
+class InitialisationError(ClipSketchConfigError):
     """An initialisation that the data cannot support; the message says what to use instead."""
 
 
@@ -117,18 +115,15 @@ class InitialCurves:
 
 
 def initial_curves(
-    method: InitMethod,
+    config: ClipSketchModelSettings,
     camera_to_worlds: Float[Tensor, "num_cameras 3 4"],
-    num_curves: int,
-    degree: int,
-    radius: float,
-    length: float,
     generator: torch.Generator,
     points: Optional[Float[Tensor, "num_points 3"]] = None,
     hull: Optional["VisualHull"] = None,
     no_hull_reason: str = "no visual hull was carved",
 ) -> InitialCurves:
-    """The run's initial curves: ``'points'`` on the dataparser's 3D points, ``'hull'`` traced along the visual hull's
+    """The run's initial curves (``config.init``, ``num_curves``, ``curve_degree``, ``init_radius``,
+    ``init_length``): ``'points'`` on the dataparser's 3D points, ``'hull'`` traced along the visual hull's
     rims and creases (:meth:`~nerfstudio_clipsketch.hull.VisualHull.trace_strokes`, topped up with short strokes at
     random scored points), ``'sphere'`` in a ball of ``radius`` around the point the cameras look at, ``'auto'``
     points, else hull, else sphere; ``radius`` and ``length`` are fractions of the median camera distance.
@@ -136,6 +131,8 @@ def initial_curves(
     Raises:
         InitialisationError: ``'points'`` without points, ``'hull'`` without a hull.
     """
+    method, num_curves, degree = config.init, config.num_curves, config.curve_degree
+    radius, length = config.init_radius, config.init_length
     c2w = camera_to_worlds.reshape(-1, 3, 4).float().cpu()
     centre = camera_axes_centre(c2w)
     distance = float((c2w[:, :3, 3] - centre).norm(dim=-1).median())

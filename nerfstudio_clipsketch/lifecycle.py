@@ -15,17 +15,17 @@ Every ``every`` steps until ``stop`` (after which the set is frozen), :meth:`Str
 
 and gives each a new start: along the visual hull's scored surface points farthest from the remaining strokes
 (:meth:`nerfstudio_clipsketch.hull.VisualHull.trace_strokes`), or, without a hull, a short stroke in a random
-direction at a point of a random remaining stroke's curve. Their Adam moments are reset, the Gaussians re-spaced, and
-the counts logged (``lifecycle/*`` in tensorboard).
+direction at a point of a random remaining stroke's curve. The counts are logged (``lifecycle/*`` in tensorboard).
+The lifecycle only decides (:class:`Reseed`); the model applies the decision to its parameters and resets their Adam
+moments, as gsplat's strategies change parameters and optimiser state together.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 import torch
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
 from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
@@ -140,52 +140,33 @@ class StrokeLifecycle:
             strokes.append(centre + self.new_length * steps * direction)
         return torch.stack(strokes[:count])
 
-    @classmethod
-    def for_model(cls, model, cameras: "Cameras") -> "StrokeLifecycle":
-        """The lifecycle of ``model``'s strokes (a ClipSketchModel) seen by the training ``cameras``: its scene size is
-        the visual hull's diagonal (else the camera distance), new strokes are ``init_length`` long."""
-        config, unit = model.config, float(model.unit)
-        size = model.hull.diagonal if model.hull is not None else unit
-        return cls(config.lifecycle, cameras, size, config.init_length * unit, model.hull, model.generator)
-
-    def training_callbacks(self, model, optimizers) -> List[TrainingCallback]:
-        """Run :meth:`step` every ``settings.every`` steps on ``model``, resetting moments in nerfstudio's
-        ``optimizers`` (their ``control_points`` group)."""
-        optimizer = optimizers.optimizers.get("control_points") if optimizers is not None else None
-        return [
-            TrainingCallback(
-                [TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
-                lambda step: self.step(step, model, optimizer),
-                update_every_num_iters=self.settings.every,
-            )
-        ]
-
     @torch.no_grad()
-    def step(self, step: int, model, optimizer: Optional[torch.optim.Optimizer]) -> int:
-        """Re-seed what :meth:`find` finds in ``model`` (a ClipSketchModel); reset those strokes' Adam moments in
-        ``optimizer``; returns how many were re-seeded."""
+    def step(self, step: int, control_points: Tensor) -> Optional["Reseed"]:
+        """What to re-seed among the strokes ``control_points`` ``[C, D+1, 3]`` (world frame) at training step ``step``:
+        what :meth:`find` finds, with new strokes for them (None when nothing is, or outside ``(0, stop]``). The counts
+        are logged; applying the decision to the parameters and optimiser is the model's
+        (:meth:`nerfstudio_clipsketch.model.ClipSketchModel.apply_reseed`)."""
         if step == 0 or step > self.settings.stop:
-            return 0
-        world = model.world_control_points().detach().cpu()
+            return None
+        world = control_points.detach().cpu()
         found = self.find(world)
         reseed = torch.stack(list(found.values())).any(0)
         count = int(reseed.sum())
         for reason, mask in found.items():
             writer.put_scalar(name=f"lifecycle/{reason}", scalar=int(mask.sum()), step=step)
         if count == 0:
-            return 0
+            return None
         fresh = self.new_strokes(world[~reseed], count, world.shape[1] - 1)
-        index = reseed.nonzero()[:, 0].to(model.control_points.device)
-        model.control_points[index] = ((fresh.to(model.control_points) - model.anchor) / model.unit).to(
-            model.control_points
-        )
-        if optimizer is not None:
-            state = optimizer.state.get(model.control_points, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][index] = 0.0
-        model.resample_gaussians()
         self.total_reseeded += count
         reasons = ", ".join(f"{int(m.sum())} {r}" for r, m in found.items() if bool(m.any()))
         CONSOLE.log(f"clipsketch: step {step}: re-seeded {count} strokes ({reasons})")
-        return count
+        return Reseed(index=reseed.nonzero()[:, 0], control_points=fresh)
+
+
+@dataclass
+class Reseed:
+    """A decision of the lifecycle: strokes ``index`` ``[K]`` start again as ``control_points`` ``[K, D+1, 3]``
+    (world frame), with fresh optimiser state."""
+
+    index: Tensor
+    control_points: Tensor

@@ -19,6 +19,7 @@ checkpoints; a sketch is a 3D drawing seen from anywhere).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,13 @@ class HullOcclusion:
         self.grid = F.avg_pool3d(grid, 3, stride=1, padding=1)  # [1, 1, X, Y, Z]
         self.dims = torch.tensor(hull.occupancy.shape, dtype=torch.float32)
         self.max_steps = int(float(self.dims.norm())) + 1  # any segment leaves the grid within this many voxels
+
+    @classmethod
+    def for_hull(cls, hull: Optional[VisualHull], settings: OcclusionSettings) -> Optional["HullOcclusion"]:
+        """The occlusion ``settings`` ask for by ``hull``, or None (no hull, or density 0: every stroke drawn)."""
+        if hull is None or settings.density <= 0:
+            return None
+        return cls(hull, settings.density, settings.margin)
 
     def _to(self, device: torch.device) -> None:
         if self.grid.device != device:  # moved once, to where the sketch is

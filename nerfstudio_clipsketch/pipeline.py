@@ -59,7 +59,8 @@ class ClipSketchPipeline(VanillaPipeline):
         hull, reason = None, "the run was not set up for training"
         if test_mode == "val" and self._wants_hull(points):
             hull, reason = self.visual_hull(background)
-        self.model.setup_from_data(outputs.cameras, background, points, hull, reason, uniform)
+        train_cameras = self.datamanager.train_dataset.cameras if hasattr(self.datamanager, "train_dataset") else None
+        self.model.setup_from_data(outputs.cameras, background, points, hull, reason, uniform, train_cameras)
         if test_mode == "val":
             self.ensure_guidance()
 
@@ -96,7 +97,8 @@ class ClipSketchPipeline(VanillaPipeline):
     def ensure_guidance(self) -> ClipGuidance:
         """The model's CLIP guidance, built from its config and handed to it the first time it is needed."""
         if self.model.guidance is None:
-            self.model.use_guidance(self.model.config.clip.setup(device=self.device))
+            config = self.model.config
+            self.model.use_guidance(config.clip.setup(device=self.device, text=config.text.wanted))
         return self.model.guidance  # type: ignore[return-value]
 
     def get_eval_image_metrics_and_images(self, step: int):

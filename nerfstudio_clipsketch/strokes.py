@@ -16,11 +16,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from jaxtyping import Float
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
+
+from nerfstudio_clipsketch import curves
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 """Full width at half maximum of a Gaussian, in standard deviations."""
@@ -36,10 +39,12 @@ REFERENCE_VIEW_PIXELS = 224
 """Stroke pixels are pixels of a view this many pixels across its shorter side (CLIP's input size)."""
 
 
-def world_per_stroke_pixel(distance: float, focal: float, short_side: float) -> float:
-    """World units per stroke pixel at ``distance`` from a camera of focal length ``focal`` (pixels) whose images are
-    ``short_side`` pixels across: one pixel of the same view drawn :data:`REFERENCE_VIEW_PIXELS` pixels across,
-    whatever the photos' resolution (at the scene centre seen from the median training camera)."""
+def world_per_stroke_pixel(distance: float, cameras) -> float:
+    """World units per stroke pixel at ``distance`` from the median of nerfstudio ``cameras`` (its focal length and
+    its images' shorter side, in pixels): one pixel of the same view drawn :data:`REFERENCE_VIEW_PIXELS` pixels
+    across, whatever the photos' resolution (at the scene centre seen from the median training camera)."""
+    focal = float(cameras.fx.reshape(-1).float().median())
+    short_side = float(torch.minimum(cameras.width, cameras.height).reshape(-1).float().median())
     return distance / focal * short_side / REFERENCE_VIEW_PIXELS
 
 
@@ -191,3 +196,33 @@ def stroke_gaussians(
     opacities = torch.full((n,), float(opacity), **like)
     colors = torch.as_tensor(color, **like).expand(n, 3)
     return means, scales, opacities, colors
+
+
+DOTTED_SPACING = 1.5
+"""Gaussians further apart than this many standard deviations leave visible gaps in a stroke."""
+
+
+class StrokeSampler:
+    """Where a fixed number of Gaussians sit along the curves: shared among the curves by length and spaced evenly in
+    arc length (re-run between steps as the curves move). Says once when they have grown so far apart that strokes
+    look dotted, and how many to use instead."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    @torch.no_grad()
+    def __call__(
+        self, world: Float[Tensor, "C D 3"], budget: int, sigma: Tensor, step: Optional[int] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """``(sample_curve, sample_t)`` ``[budget]``: Gaussian k is curve ``sample_curve[k]`` at ``sample_t[k]``;
+        ``sigma``: the Gaussians' size; ``step``: the training step (None: no warning)."""
+        lengths = curves.curve_lengths(world)
+        counts = curves.allocate_samples(lengths, budget).to(world.device)
+        spacing = (lengths / (counts - 1)).max()
+        if step is not None and not self.warned and bool(spacing > DOTTED_SPACING * sigma):
+            self.warned = True
+            needed = int(lengths.sum() / (sigma * world.shape[0])) + 2
+            CONSOLE.log(f"[yellow]clipsketch: at step {step} the sketch's Gaussians are up to {float(spacing):.3g} "
+                        f"apart, more than {DOTTED_SPACING:g} times their size ({float(sigma):.3g}): the sketch looks "
+                        f"dotted. Use --pipeline.model.gaussians-per-curve {needed} or more.")  # fmt: skip
+        return curves.arc_length_samples(world, counts)

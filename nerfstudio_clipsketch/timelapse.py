@@ -20,6 +20,8 @@ from PIL import Image
 from rich.markup import escape
 from torch import Tensor
 
+from nerfstudio_clipsketch.model_config import ClipSketchConfigError
+
 
 class TimeLapse:
     """Snapshots of one view during training, and the animation made from them.
@@ -48,6 +50,29 @@ class TimeLapse:
         self.every = every
         self.fmt = fmt
         self.fps = fps
+
+    @classmethod
+    def for_model(cls, model, output_dir: Path) -> "TimeLapse":
+        """The time-lapse a clipsketch model's settings ask for (``timelapse_every``, ``timelapse_view``,
+        ``timelapse_format``): one of its training cameras, drawn as the viewer shows it (evaluation mode)."""
+        config, cameras = model.config, model.train_cameras
+        view = config.timelapse_view
+        if not 0 <= view < len(cameras):
+            raise ClipSketchConfigError(
+                f"timelapse_view {view} is not a training camera index (0 to {len(cameras) - 1})"
+            )
+        camera = cameras[view : view + 1]
+
+        @torch.no_grad()
+        def render() -> Tensor:
+            was_training = model.training
+            model.eval()
+            try:
+                return model.get_outputs_for_camera(camera)["rgb"]
+            finally:
+                model.train(was_training)
+
+        return cls(render, output_dir, config.timelapse_every, config.timelapse_format)
 
     def frame_path(self, step: int) -> Path:
         return self.frames_dir / f"step_{step:09d}.png"

@@ -32,7 +32,7 @@ from rich.markup import escape
 from nerfstudio_clipsketch.checkpoints import CheckpointError, find_checkpoint
 from nerfstudio_clipsketch.clip_guidance import ClipGuidanceError
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
-from nerfstudio_clipsketch.model import ClipSketchConfigError
+from nerfstudio_clipsketch.model_config import ClipSketchConfigError
 
 USER_ERRORS = (ClipSketchDataError, ClipGuidanceError, ClipSketchConfigError, CheckpointError)
 """Bad data or settings: reported as one message, not a traceback."""

@@ -145,9 +145,14 @@ def test_weights_from_a_local_file(tiny_clip_config, tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), path)
     config = ClipGuidanceConfig(model_name=tiny_clip_config.stem, pretrained=str(path), model_config=tiny_clip_config)
-    loaded = config.setup()
-    for (name, p), q in zip(model.state_dict().items(), loaded.model.state_dict().values()):
-        torch.testing.assert_close(p, q, msg=name)
+    saved = model.state_dict()
+    loaded = config.setup().model.state_dict()
+    assert {k for k in saved if k.startswith("visual.")} <= set(loaded)  # the image tower whole
+    for name, q in loaded.items():
+        torch.testing.assert_close(saved[name], q, msg=name)
+    with_text = config.setup(text=True).model.state_dict()
+    assert set(with_text) == set(saved)  # the text tower is kept (and loaded) when a prompt needs it
+    torch.testing.assert_close(with_text["positional_embedding"], saved["positional_embedding"])
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

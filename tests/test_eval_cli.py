@@ -103,7 +103,7 @@ def draw_curves(pipeline, dataset_control_points: torch.Tensor) -> None:
     model = pipeline.model
     outputs = pipeline.datamanager.train_dataparser_outputs
     world = from_dataset_coordinates(dataset_control_points, outputs.dataparser_transform, outputs.dataparser_scale)
-    model.control_points.data = ((world - model.anchor) / model.unit).to(model.control_points)
+    model.control_points.data = ((world - model.curves.anchor) / model.curves.unit).to(model.control_points)
     model.resample_gaussians()
 
 
@@ -180,7 +180,7 @@ def test_initial_sketch_is_the_one_training_started_from_and_step_zero(trained_r
     assert first.step == 0 and first.checkpoint is not None
     assert torch.equal(first.pipeline.model.control_points, second.pipeline.model.control_points)
     saved = torch.load(first.checkpoint, map_location="cpu", weights_only=False)["pipeline"]
-    torch.testing.assert_close(first.pipeline.model.control_points.data, saved["_model.initial_control_points"])
+    torch.testing.assert_close(first.pipeline.model.control_points.data, saved["_model.curves.initial_control_points"])
     trained = load_run(trained_run)
     assert trained.step == TRAIN_STEPS - 1
     assert not torch.equal(first.pipeline.model.control_points, trained.pipeline.model.control_points)

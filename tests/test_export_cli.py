@@ -78,13 +78,13 @@ def test_json_redraws_the_trained_model(exported, pipeline):
     assert sketch.background == tuple(model.style.background.tolist())
 
     cameras = pipeline.datamanager.train_dataset.cameras[:2]
-    stale = model.sample_curve, model.sample_t
+    stale = model.curves.sample_curve, model.curves.sample_t
     try:
         model.resample_gaussians()
         with torch.no_grad():
             expected = model.get_outputs(cameras)
     finally:
-        model.sample_curve, model.sample_t = stale
+        model.curves.sample_curve, model.curves.sample_t = stale
     means, scales, opacities, colors = sketch.gaussians(model.config.gaussians_per_curve)
     drawn = render(
         means,

@@ -8,9 +8,10 @@ import torch
 
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.balance import GradientBalance
-from nerfstudio_clipsketch.edges import EdgeGuidance, edge_map
+from nerfstudio_clipsketch.edge_maps import edge_map
 from nerfstudio_clipsketch.hull import VisualHull
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle, duplicates
+from nerfstudio_clipsketch.terms.edges import EdgeTerm, EdgeTermConfig
 from tests.helpers import make_model, ring_cameras
 
 
@@ -22,8 +23,13 @@ def line(a, b) -> torch.Tensor:
 def scored_hull(points: torch.Tensor, voxel: float = 0.02) -> VisualHull:
     """A hull whose scored surface points are ``points`` (what re-seeding draws from)."""
     return VisualHull(
-        occupancy=torch.ones(2, 2, 2, dtype=torch.bool), origin=torch.zeros(3), voxel_size=voxel,
-        points=points, scores=torch.ones(len(points)), surface_points=points, surface_scores=torch.ones(len(points)),
+        occupancy=torch.ones(2, 2, 2, dtype=torch.bool),
+        origin=torch.zeros(3),
+        voxel_size=voxel,
+        points=points,
+        scores=torch.ones(len(points)),
+        surface_points=points,
+        surface_scores=torch.ones(len(points)),
     )
 
 
@@ -50,7 +56,7 @@ def test_a_collapsed_stroke_is_reseeded_where_the_sketch_is_missing_and_its_adam
                 line([0.3] * 3, [0.3] * 3),
             ]
         )
-        model.control_points.copy_((world - model.anchor) / model.unit)
+        model.control_points.copy_((world - model.curves.anchor) / model.curves.unit)
     right = torch.stack([torch.full((50,), 0.5), torch.linspace(-0.5, 0.5, 50), torch.zeros(50)], -1)
     left = torch.stack([torch.full((50,), -0.5), torch.linspace(-0.5, 0.5, 50), torch.zeros(50)], -1)
     hull = scored_hull(torch.cat([left, right]))  # the scored rims: both sides; the right one has no stroke yet
@@ -59,7 +65,9 @@ def test_a_collapsed_stroke_is_reseeded_where_the_sketch_is_missing_and_its_adam
     optimizer.step()
     world = model.world_control_points().detach().clone()
     lifecycle = StrokeLifecycle(LifecycleSettings(every=10), cameras, scene_size=1.0, new_length=0.2, hull=hull)
-    assert lifecycle.step(10, model, optimizer) == 1
+    decision = lifecycle.step(10, model.world_control_points())
+    assert decision is not None and decision.index.tolist() == [2]
+    model.apply_reseed(decision, optimizer)
     moved = model.world_control_points().detach()
     torch.testing.assert_close(moved[:2], world[:2])  # the others are untouched
     samples = curves.evaluate(moved[2:], torch.linspace(0, 1, 20))[0]
@@ -68,7 +76,7 @@ def test_a_collapsed_stroke_is_reseeded_where_the_sketch_is_missing_and_its_adam
     state = optimizer.state[model.control_points]
     assert float(state["exp_avg"][2].abs().sum()) == 0 and float(state["exp_avg_sq"][2].abs().sum()) == 0
     assert float(state["exp_avg"][:2].abs().min()) > 0  # kept strokes keep their moments
-    assert lifecycle.step(lifecycle.settings.stop + 1, model, optimizer) == 0  # frozen after the stop step
+    assert lifecycle.step(lifecycle.settings.stop + 1, model.world_control_points()) is None  # frozen after the stop
 
 
 def test_strokes_outside_every_view_are_lost():
@@ -85,20 +93,20 @@ def test_the_edge_term_pulls_a_stroke_onto_a_target_edge():
     model = make_model(num_curves=1, stroke_width=6.0)
     model.setup_from_data(cameras, background=torch.ones(3))
     with torch.no_grad():
-        model.control_points.copy_((truth - model.anchor) / model.unit)
+        model.control_points.copy_((truth - model.curves.anchor) / model.curves.unit)
         targets = model.get_outputs(cameras)["rgb"].clone()  # the line as the model draws it
-        model.control_points.add_(torch.tensor([0.0, 0.12, 0.0]) / model.unit)
+        model.control_points.add_(torch.tensor([0.0, 0.12, 0.0]) / model.curves.unit)
 
     def distance():  # of the stroke's points from the line (sliding along it changes nothing in the views)
         samples = curves.evaluate(model.world_control_points().detach(), torch.linspace(0.1, 0.9, 20))[0]
         return float((samples[:, 1:] - truth[0, 0, 1:]).norm(dim=-1).mean())
 
     before = distance()
-    guidance = EdgeGuidance(weight=0.5)  # only its raw loss is used here
+    guidance = EdgeTerm(EdgeTermConfig())  # only its raw loss is used here
     optimizer = torch.optim.Adam([model.control_points], lr=5e-3)
     for step in range(80):
         i = step % 8
-        loss = guidance.loss(model.get_outputs(cameras[i : i + 1])["accumulation"], targets[i : i + 1], [i])
+        loss = guidance.raw_loss(model.get_outputs(cameras[i : i + 1])["accumulation"], targets[i : i + 1], [i])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

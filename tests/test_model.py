@@ -1,10 +1,9 @@
-
 import pytest
 import torch
 
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.model import ClipSketchConfigError
+from nerfstudio_clipsketch.model_config import ClipSketchConfigError
 from nerfstudio_clipsketch.rendering import render
 from nerfstudio_clipsketch.strokes import parse_color, stroke_sigma
 from tests.helpers import make_model, ring_cameras
@@ -27,7 +26,7 @@ def test_outputs_for_one_and_several_cameras():
 
 def test_only_control_points_are_learned_and_clip_is_not_saved(tiny_guidance):
     model = make_model(tiny_guidance)
-    assert [n for n, p in model.named_parameters() if p.numel()] == ["control_points"]
+    assert [n for n, p in model.named_parameters() if p.numel()] == ["curves.control_points"]
     assert list(model.get_param_groups()) == ["control_points"]
     assert not any("clip" in k or "visual" in k for k in model.state_dict())
     assert model.control_points.shape == (4, 4, 3)
@@ -128,10 +127,12 @@ def test_resampling_keeps_gaussians_evenly_spaced(tiny_guidance):
         model.control_points[:, 1] += torch.tensor([0.3, 0.0, 0.0])  # bend every curve: the old spacing is stale
 
     def unevenness():
-        means = curves.evaluate_at(model.world_control_points().detach(), model.sample_curve, model.sample_t)
+        means = curves.evaluate_at(
+            model.world_control_points().detach(), model.curves.sample_curve, model.curves.sample_t
+        )
         worst = 0.0
         for c in range(model.control_points.shape[0]):
-            points = means[model.sample_curve == c]
+            points = means[model.curves.sample_curve == c]
             gaps = (points[1:] - points[:-1]).norm(dim=-1)
             worst = max(worst, (gaps.std() / gaps.mean()).item())
         return worst
@@ -152,11 +153,18 @@ def test_curves_move_toward_the_strokes_they_are_shown(tiny_guidance):
     t = curves.arc_length_parameters(truth, 64)
     means = curves.evaluate(truth, t).reshape(-1, 3)
     targets = render(
-        means, model.style.sigma().expand(64), torch.ones(64), torch.zeros(64, 3),
-        get_viewmats(cams.camera_to_worlds), cams.get_intrinsics_matrices(), 48, 48, torch.ones(3),
+        means,
+        model.style.sigma().expand(64),
+        torch.ones(64),
+        torch.zeros(64, 3),
+        get_viewmats(cams.camera_to_worlds),
+        cams.get_intrinsics_matrices(),
+        48,
+        48,
+        torch.ones(3),
     ).rgb
     with torch.no_grad():
-        model.control_points.copy_((truth + torch.tensor([0.0, 0.0, 0.25]) - model.anchor) / model.unit)
+        model.control_points.copy_((truth + torch.tensor([0.0, 0.0, 0.25]) - model.curves.anchor) / model.curves.unit)
 
     def distance():
         return (model.world_control_points() - truth).norm(dim=-1).mean().item()

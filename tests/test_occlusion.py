@@ -57,7 +57,7 @@ def sunk_stroke(ball, density: float) -> tuple[float, float, float]:
     model.setup_from_data(cameras, background=torch.zeros(3), hull=hull)
     with torch.no_grad():
         sunk = torch.linspace(-0.2, 0.2, 4)[:, None] * torch.tensor([1.0, 0.0, 0.0])
-        model.control_points.copy_(((sunk - model.anchor) / model.unit)[None])
+        model.control_points.copy_(((sunk - model.curves.anchor) / model.curves.unit)[None])
         model.resample_gaussians()
     view = cameras[0:1]
     model.train()

@@ -21,8 +21,9 @@ from nerfstudio_clipsketch.hull import carve_hull
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings
 from nerfstudio_clipsketch.model import ClipSketchModelConfig
 from nerfstudio_clipsketch.pipeline import ClipSketchPipelineConfig
-from nerfstudio_clipsketch.ridges import RidgeSettings
 from nerfstudio_clipsketch.scripts.common import load_run
+from nerfstudio_clipsketch.terms.edges import EdgeTermConfig
+from nerfstudio_clipsketch.terms.ridges import RidgeTermConfig
 from tests.helpers import make_model, ring_cameras, train_args, train_in_process
 
 SIZE = 96
@@ -51,8 +52,13 @@ def pipeline(scene, clip_config, stroke_width: float = 6.0, edge_weight: float =
     config = ClipSketchPipelineConfig(
         datamanager=ClipSketchDataManagerConfig(dataparser=ClipSketchDataParserConfig(data=scene), **datamanager),
         model=ClipSketchModelConfig(
-            num_curves=8, stroke_width=stroke_width, clip=clip, init="sphere", edge_weight=edge_weight,
-            lifecycle=LifecycleSettings(every=0), ridges=RidgeSettings(weight=0.0),
+            num_curves=8,
+            stroke_width=stroke_width,
+            clip=clip,
+            init="sphere",
+            edges=EdgeTermConfig(weight=edge_weight),
+            lifecycle=LifecycleSettings(every=0),
+            ridges=RidgeTermConfig(weight=0.0),
         ),  # fmt: skip
     )
     return config.setup(device="cpu", test_mode="val")
@@ -141,10 +147,10 @@ def test_a_stroke_stretched_across_the_scene_renders_without_gaps():
     model.setup_from_data(cameras, background=torch.ones(3))
     long_curve = torch.tensor([[-1.2, -0.6, 0.0], [-0.4, 0.6, 0.0], [0.4, -0.6, 0.0], [1.2, 0.6, 0.0]])
     with torch.no_grad():
-        model.control_points[0] = (long_curve - model.anchor) / model.unit
+        model.control_points[0] = (long_curve - model.curves.anchor) / model.curves.unit
     model.resample_gaussians()
-    counts = torch.bincount(model.sample_curve, minlength=4)
-    assert counts[0] > 0.6 * model.num_gaussians  # the fixed budget follows length
+    counts = torch.bincount(model.curves.sample_curve, minlength=4)
+    assert counts[0] > 0.6 * model.curves.num_gaussians  # the fixed budget follows length
     camera = cameras[2:3]
     alpha = model.get_outputs_for_camera(camera)["accumulation"][..., 0]
     centre_line = curves.evaluate(long_curve[None], torch.linspace(0.05, 0.95, 400))[0]

@@ -8,8 +8,9 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 
 from nerfstudio_clipsketch.hull import VisualHull, carve_hull
-from nerfstudio_clipsketch.model import ClipSketchConfigError
-from nerfstudio_clipsketch.ridges import RidgeField, RidgeGuidance, RidgeSettings
+from nerfstudio_clipsketch.model_config import ClipSketchConfigError
+from nerfstudio_clipsketch.terms.base import TermContext
+from nerfstudio_clipsketch.terms.ridges import RidgeField, RidgeTerm, RidgeTermConfig
 from tests.helpers import make_model, ring_cameras
 from tests.test_hull import sphere_cameras, sphere_images
 
@@ -63,12 +64,16 @@ def test_a_hull_without_ridges_is_refused():
 
 @pytest.mark.parametrize(
     "setting, value, name",
-    [("weight", -1.0, "weight"), ("radius", -0.5, "radius"), ("weight", float("nan"), "weight"),
-     ("min_fit", 1.5, "min-fit")],  # fmt: skip
+    [
+        ("weight", -1.0, "weight"),
+        ("radius", -0.5, "radius"),
+        ("weight", float("nan"), "weight"),
+        ("min_fit", 1.5, "min-fit"),
+    ],  # fmt: skip
 )
 def test_bad_ridge_settings_are_refused_naming_the_setting(setting, value, name):
     with pytest.raises(ClipSketchConfigError, match=f"ridges.{name}"):
-        make_model(ridges=RidgeSettings(**{setting: value}))
+        make_model(ridges=RidgeTermConfig(**{setting: value}))
 
 
 STEPS = 60
@@ -78,11 +83,11 @@ def distance_from_ridge_after_training(guidance, weight: float) -> float:
     """A stroke beside the hull's ridge trained for 30 steps on CLIP's terms, the structure terms, and with
     ``weight`` the ridge term: its mean distance from the ridge, in voxels."""
     hull, cameras = line_hull(), ring_cameras()
-    model = make_model(guidance, num_curves=1, ridges=RidgeSettings(weight=weight))
+    model = make_model(guidance, num_curves=1, ridges=RidgeTermConfig(weight=weight))
     model.setup_from_data(cameras, background=torch.ones(3), hull=hull)
     beside = torch.linspace(-0.4, 0.4, 4)[:, None] * torch.tensor([1.0, 0.0, 0.0]) + torch.tensor([0.0, 0.25, 0.0])
     with torch.no_grad():
-        model.control_points.copy_(((beside - model.anchor) / model.unit)[None])
+        model.control_points.copy_(((beside - model.curves.anchor) / model.curves.unit)[None])
         model.resample_gaussians()
     images = torch.rand(len(cameras), 48, 48, 4, generator=torch.Generator().manual_seed(1))
     optimizer = torch.optim.Adam([model.control_points], lr=5e-3)
@@ -121,6 +126,6 @@ def test_a_hull_from_cameras_that_disagree_with_the_images_is_not_used_to_hold_s
     bad, why = carve_hull(cameras, list(sphere_images(seen_from_elsewhere, 0.8)), torch.zeros(3), resolution=32)
     assert bad is not None, why
     assert good.fit > 0.9 and bad.fit < 0.5, (good.fit, bad.fit)
-    assert RidgeGuidance.for_hull(good, RidgeSettings()) is not None
-    assert RidgeGuidance.for_hull(bad, RidgeSettings()) is None
-    assert RidgeGuidance.for_hull(bad, RidgeSettings(min_fit=0.0)) is not None  # the user can insist
+    assert RidgeTerm(RidgeTermConfig(), TermContext(hull=good)).enabled
+    assert not RidgeTerm(RidgeTermConfig(), TermContext(hull=bad)).enabled
+    assert RidgeTerm(RidgeTermConfig(min_fit=0.0), TermContext(hull=bad)).enabled  # the user can insist

@@ -56,7 +56,7 @@ def test_training_writes_checkpoints_and_lowers_the_loss(trained_run):
 
 
 def control_points(checkpoint) -> torch.Tensor:
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]["_model.control_points"]
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]["_model.curves.control_points"]
 
 
 def test_resume_from_the_run_folder_continues_the_steps_and_the_curves(

@@ -97,7 +97,7 @@ def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
 
     from nerfstudio_clipsketch.checkpoints import checkpoint_steps
     from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
-    from nerfstudio_clipsketch.model import ClipSketchConfigError
+    from nerfstudio_clipsketch.model_config import ClipSketchConfigError
 
     config = read_trainer_config(config_path)
     checkpoint_dir = config.get_checkpoint_dir()

@@ -1,6 +1,6 @@
 """The 3D structure term: strokes stay on the object's rims and creases, the edges many views agree on.
 
-The image-space structure term (:mod:`nerfstudio_clipsketch.edges`) pulls ink onto each view's edges, but at the
+The image-space structure term (:mod:`nerfstudio_clipsketch.terms.edges`) pulls ink onto each view's edges, but at the
 scale of a pixel of the view CLIP sees, a stroke can slide off the object in depth, or across a concave gap, without
 any view noticing. The visual hull knows where those edges lie in 3D: its *ridges* (:attr:`VisualHull.points`, the
 surface points that land on image edges in at least half of the views facing them, moved onto the middle of their
@@ -17,16 +17,19 @@ of each silhouette when projected back (:attr:`VisualHull.fit`): its ridges are 
 off below ``min_fit``.
 
 The nearest ridge point of every voxel of the hull's grid is found once (a Euclidean distance transform), so a step
-looks up, and does not search, each Gaussian's nearest ridge point. How strong the term is, is set relative to the
-render's own gradient on the Gaussians' centres (:class:`nerfstudio_clipsketch.balance.GradientBalance`): CLIP stays the
-main signal.
+looks up, and does not search, each Gaussian's nearest ridge point.
+
+Balanced on the Gaussians' centres (``balanced = "centres"``): the model's balancer
+(:class:`nerfstudio_clipsketch.balance.TermBalancer`) keeps this term's gradient at ``weight`` times the render's own
+gradient on the centres, that of every image term together (CLIP's and the image structure term's): CLIP stays the
+main signal, and the strokes are held only as hard as the images move them.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -34,16 +37,17 @@ from jaxtyping import Float
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
-from nerfstudio_clipsketch.balance import GradientBalance
 from nerfstudio_clipsketch.hull import VisualHull
+from nerfstudio_clipsketch.terms.base import GuidanceTerm, GuidanceTermConfig, TermContext, TermInputs
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RidgeSettings:
+class RidgeTermConfig(GuidanceTermConfig):
     """How strongly strokes are held on the visual hull's rims and creases."""
 
+    _target: Type = field(default_factory=lambda: RidgeTerm)
     weight: float = 0.5
     """Strength of the pull back onto the ridges, relative to the render's gradient on the Gaussians' centres (CLIP's
     terms and the image structure term): its gradient is kept at this fraction of theirs. 0: off."""
@@ -53,12 +57,11 @@ class RidgeSettings:
     """The term is off when the hull covers less than this share of the training silhouettes projected back
     (VisualHull.fit): its ridges are then not the object's (cameras and images disagree)."""
 
-    def problems(self) -> list[tuple[bool, str]]:
-        """(is it wrong, what to say) for each setting, naming the setting and what is allowed."""
+    def problems(self, name: str) -> List[Tuple[bool, str]]:
         return [
-            (not self.weight >= 0, f"ridges.weight must be 0 (off) or positive, got {self.weight}"),
-            (not self.radius >= 0, f"ridges.radius must be 0 or a positive number of hull voxels, got {self.radius}"),
-            (not 0 <= self.min_fit <= 1, f"ridges.min-fit must be in [0, 1] (a share), got {self.min_fit}"),
+            *super().problems(name),
+            (not self.radius >= 0, f"{name}.radius must be 0 or a positive number of hull voxels, got {self.radius}"),
+            (not 0 <= self.min_fit <= 1, f"{name}.min-fit must be in [0, 1] (a share), got {self.min_fit}"),
         ]
 
 
@@ -70,7 +73,7 @@ class RidgeField:
         radius: free distance, in voxels.
     """
 
-    def __init__(self, hull: VisualHull, radius: float = RidgeSettings.radius) -> None:
+    def __init__(self, hull: VisualHull, radius: float = RidgeTermConfig.radius) -> None:
         from scipy.ndimage import distance_transform_edt
 
         if len(hull.points) == 0:
@@ -112,35 +115,37 @@ class RidgeField:
         return (torch.relu(distance - self.radius) ** 2).mean()
 
 
-class RidgeGuidance:
-    """The term as training uses it: :class:`RidgeField`'s loss, its gradient kept at ``weight`` times the render's
-    gradient on the Gaussians' centres."""
+class RidgeTerm(GuidanceTerm):
+    """The term as training uses it (loss ``ridges``): :class:`RidgeField`'s loss on the Gaussians' centres. Off (and
+    why, in the log) without a hull, without ridges, or with a hull that does not fit its silhouettes."""
 
-    def __init__(self, field: RidgeField, weight: float) -> None:
-        self.field = field
-        self.balance = GradientBalance(weight)
+    name = "ridges"
+    balanced = "centres"
+    training_only = True
+    config: RidgeTermConfig
 
-    @classmethod
-    def for_hull(cls, hull: Optional[VisualHull], settings: RidgeSettings) -> Optional["RidgeGuidance"]:
-        """The term for ``hull``, or None (and why, in the log) when it is off or there are no ridges to hold."""
-        if settings.weight <= 0:
-            return None
+    def __init__(self, config: RidgeTermConfig, context: TermContext) -> None:
+        super().__init__(config, context)
+        self.field: Optional[RidgeField] = None
+        hull = context.hull
+        if config.weight <= 0:
+            return
         if hull is None or len(hull.points) == 0:
             why = "no visual hull" if hull is None else "the visual hull has no rims or creases"
             logger.info("clipsketch: strokes are not held on ridges: %s", why)
-            return None
-        if hull.fit < settings.min_fit:
+        elif hull.fit < config.min_fit:
             CONSOLE.log(
                 f"[yellow]clipsketch: the visual hull covers only {hull.fit:.0%} of the training silhouettes projected "
                 "back: the cameras and the images disagree (poses, intrinsics or masks), so its rims and creases are "
-                f"not the object's. Strokes are not held on them (ridges.min-fit {settings.min_fit:g})."
+                f"not the object's. Strokes are not held on them (ridges.min-fit {config.min_fit:g})."
             )
-            return None
-        return cls(RidgeField(hull, settings.radius), settings.weight)
+        else:
+            self.field = RidgeField(hull, config.radius)
 
-    def loss(self, centres: Float[Tensor, "N 3"], drawn: Float[Tensor, "N 3"]) -> Tensor:
-        """The scaled term on ``centres`` (the Gaussians' centres, evaluated for this term alone), balanced against
-        the gradient that reaches ``drawn`` (the same centres as the render used them)."""
-        scale = self.balance.scale().to(centres)
-        self.balance.watch(drawn, centres, scale)
-        return scale * self.field.loss(centres)
+    @property
+    def enabled(self) -> bool:
+        return self.field is not None
+
+    def loss(self, inputs: TermInputs) -> Dict[str, Tensor]:
+        assert self.field is not None and inputs.centres is not None
+        return {self.name: self.field.loss(inputs.centres)}
