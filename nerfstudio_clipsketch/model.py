@@ -30,6 +30,7 @@ from nerfstudio_clipsketch.model_config import ClipSketchModelSettings
 from nerfstudio_clipsketch.occlusion import HullOcclusion
 from nerfstudio_clipsketch.rendering import render
 from nerfstudio_clipsketch.strokes import StrokeStyle, stroke_gaussians, world_per_stroke_pixel
+from nerfstudio_clipsketch.symmetry import choose_plane
 from nerfstudio_clipsketch.terms import TermContext, TermInputs, build_terms
 from nerfstudio_clipsketch.timelapse import TimeLapse
 from nerfstudio_clipsketch.viewer import SketchSplines
@@ -80,6 +81,7 @@ class ClipSketchModel(Model):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
         state_dict = {f"curves.{k}" if k in SAVED else k: v for k, v in state_dict.items()}  # older checkpoints
+        state_dict.setdefault("curves._extra_state", {"tying": None})
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self.resample_gaussians()
         self.sketch_splines.sync()  # the viewer's slider shows the loaded width, not the config's
@@ -107,7 +109,7 @@ class ClipSketchModel(Model):
         self.balancer = TermBalancer(build_terms(cfg, context))
         start = initial_curves(cfg, cameras.camera_to_worlds, self.generator, points, hull, no_hull_reason)
         self.style.fit(world_per_stroke_pixel(start.distance, cameras), background, uniform_background)
-        self.curves.start_from(start)
+        self.curves.start_from(start, choose_plane(cfg.symmetry, hull, points, start.centre))
         self.init_method = start.method
         if cfg.lifecycle.every > 0:
             size, new_length = hull.diagonal if hull is not None else start.distance, cfg.init_length * start.distance

@@ -13,6 +13,7 @@ from nerfstudio_clipsketch.clip_guidance import ClipGuidanceConfig
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings
 from nerfstudio_clipsketch.occlusion import OcclusionSettings
 from nerfstudio_clipsketch.strokes import parse_color
+from nerfstudio_clipsketch.symmetry import SymmetryError, parse_option
 from nerfstudio_clipsketch.terms.base import GuidanceTermConfig
 from nerfstudio_clipsketch.terms.edges import EdgeTermConfig
 from nerfstudio_clipsketch.terms.ridges import RidgeTermConfig
@@ -51,6 +52,12 @@ class ClipSketchModelSettings(ModelConfig):
     silhouettes; needs an object on a uniform background), 'points' (on the dataparser's 3D points, e.g. COLMAP's
     sparse cloud), 'sphere' (random short strokes in a ball around the point the cameras look at, the ancestor's) or
     'auto' (points, else hull, else sphere)."""
+    symmetry: str = "auto"
+    """Mirror symmetry: strokes tied in mirrored pairs across a plane, so only about half the control points are
+    learned and the sketch stays symmetric: 'auto' (the plane that best mirrors the visual hull, or the 3D points,
+    when it mirrors them to within 1 % of their size; the log says what it found), 'off', 'x', 'y' or 'z' (the plane
+    across that axis through the point the cameras look at) or 'nx,ny,nz,d' (the plane nx*x + ny*y + nz*z = d, in
+    nerfstudio's normalised frame)."""
     hull_resolution: int = 128
     """Voxels across the visual hull's grid (its longest side): finer finds thinner parts, costs cubically more."""
     init_radius: float = 0.3
@@ -110,6 +117,10 @@ class ClipSketchModelSettings(ModelConfig):
         for bad, message in problems:
             if bad:
                 raise ClipSketchConfigError(message)
+        try:
+            parse_option(self.symmetry)
+        except SymmetryError as e:
+            raise ClipSketchConfigError(str(e)) from e
         for value, what in ((self.stroke_color, "stroke colour"), (self.background_color, "background colour")):
             try:
                 parse_color(value, what)

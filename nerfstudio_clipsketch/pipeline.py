@@ -124,7 +124,7 @@ class ClipSketchPipeline(VanillaPipeline):
                 background=tuple(model.style.background.detach().cpu().tolist()),
                 dataparser_transform=outputs.dataparser_transform.detach().cpu(),
                 dataparser_scale=float(outputs.dataparser_scale),
-                metadata={"init": model.init_method},
+                metadata={"init": model.init_method, "symmetry": str(model.curves.plane() or "none")},
             )
 
     def describe_data(self) -> Tuple[Optional[str], str]:

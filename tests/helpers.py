@@ -64,10 +64,10 @@ def ring_cameras(
 
 
 def make_model(guidance=None, **overrides):
-    """A clipsketch model in a [-1, 1] scene box (4 curves of 24 Gaussians unless overridden)."""
+    """A clipsketch model in a [-1, 1] scene box (4 curves of 24 Gaussians, untied, unless overridden)."""
     from nerfstudio_clipsketch.model import ClipSketchModelConfig
 
-    config = ClipSketchModelConfig(**{"num_curves": 4, "gaussians_per_curve": 24, **overrides})
+    config = ClipSketchModelConfig(**{"num_curves": 4, "gaussians_per_curve": 24, "symmetry": "off", **overrides})
     model = config.setup(scene_box=SceneBox(torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=8)
     if guidance is not None:
         model.use_guidance(guidance)

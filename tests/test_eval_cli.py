@@ -98,12 +98,11 @@ def pipeline(trained_run):
 
 
 def draw_curves(pipeline, dataset_control_points: torch.Tensor) -> None:
-    """Make the pipeline's model draw these curves (dataset coordinates): into nerfstudio's normalised frame, then
-    into the model's scale-free parameters (``world = anchor + unit * control_points``)."""
+    """Make the pipeline's model draw these curves (dataset coordinates, into nerfstudio's normalised frame)."""
     model = pipeline.model
     outputs = pipeline.datamanager.train_dataparser_outputs
     world = from_dataset_coordinates(dataset_control_points, outputs.dataparser_transform, outputs.dataparser_scale)
-    model.control_points.data = ((world - model.curves.anchor) / model.curves.unit).to(model.control_points)
+    model.curves.draw(world)
     model.resample_gaussians()
 
 
@@ -130,7 +129,7 @@ def test_strokes_alive_against_the_reference_or_else_the_visual_hull(pipeline):
     lengths = [0.0, 0.05, 0.07, 2.0]
     with_curves = {"curve_lengths": lengths, "num_curves": 4, "curves": {"diagonal": 3.0}, "abcnef": None}
     assert report_module._alive(with_curves, pipeline) == {
-        "count": 2, "of": 4, "min_length": pytest.approx(0.06), "reference": "curves"
+        "count": 2, "of": 4, "min_length": pytest.approx(0.06), "reference": "curves", "diagonal": 3.0
     }
     alive = report_module._alive({"curve_lengths": lengths, "num_curves": 4, "curves": None}, pipeline)
     gt_diagonal = bbox_diagonal(sample_curves(ground_truth(pipeline)["control_points"], 50))

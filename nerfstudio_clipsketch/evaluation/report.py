@@ -45,6 +45,7 @@ from nerfstudio_clipsketch.evaluation.references import (
     load_world_pos_points,
     world_pos_paths,
 )
+from nerfstudio_clipsketch.evaluation.symmetry import symmetry_section
 
 NEF_SAMPLES = 500
 """Points per curve for ABC-NEF's metrics (NEF samples each of its cubics at 500 parameters)."""
@@ -274,7 +275,7 @@ def _alive(report: Dict[str, Any], pipeline) -> Optional[dict]:
     name, diagonal = diagonals[0]
     threshold = ALIVE_SHARE * diagonal
     count = sum(length >= threshold for length in report["curve_lengths"])
-    return {"count": count, "of": report["num_curves"], "min_length": threshold, "reference": name}
+    return dict(count=count, of=report["num_curves"], min_length=threshold, reference=name, diagonal=diagonal)
 
 
 def _mean(values: List[Optional[float]]) -> Optional[float]:
@@ -362,7 +363,8 @@ def evaluate_sketch(pipeline, options: Optional[MetricOptions] = None) -> Dict[s
         world positions; ``skipped`` when too few points survive), ``clip`` the mean similarities,
         ``foreground_touch`` the mean touch and how masks were made (None without masks), ``abcnef`` ABC-NEF's
         metrics (None for other data), ``strokes_alive`` how many strokes are long enough to count (None without a
-        3D reference or a visual hull), ``views`` one entry per test view, ``notes`` what could not be measured and why.
+        3D reference or a visual hull), ``symmetry`` (:func:`.symmetry.symmetry_section`), ``views`` one entry per
+        test view, ``notes`` what could not be measured and why.
     """
     options = options or MetricOptions()
     options.check()
@@ -386,6 +388,7 @@ def evaluate_sketch(pipeline, options: Optional[MetricOptions] = None) -> Dict[s
             notes.append(_skipped_surface_note(surface, nonzero_world_pos, options))
     report["abcnef"] = _abcnef_section(pipeline, pipeline.sketch().control_points_dataset.double(), notes)
     report["strokes_alive"] = _alive(report, pipeline)
+    report["symmetry"] = symmetry_section(pipeline, (report["strokes_alive"] or {}).get("diagonal"))
     report["clip"] = _clip_section(pipeline, views, notes)
     report["foreground_touch"] = _touch_section(views, layout, options, notes)
     report["views"] = views

@@ -64,6 +64,14 @@ def print_report(report: Dict[str, Any]) -> None:
             f"diagonal): {alive['count']} of {alive['of']}",
             highlight=False,
         )
+    symmetry = report.get("symmetry")
+    if symmetry:
+        how = "tied across" if symmetry["tied"] else "untied; its best plane is"
+        CONSOLE.print(
+            f"symmetry: {how} {symmetry['plane']}, mirror distance {symmetry['score']:.4f} of the diagonal; "
+            f"{symmetry['num_free_parameters']} of {symmetry['num_parameters']} parameters free",
+            highlight=False,
+        )
     sections = [
         ("Curves vs ground-truth curves", report.get("curves")),
         ("Curves vs surface", report.get("surface")),
