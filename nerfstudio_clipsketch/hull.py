@@ -112,17 +112,25 @@ def carve(
     return keep.reshape(dims), centres[0], size
 
 
-def silhouette_fit(shell: Tensor, cameras: Cameras, masks: Tensor, chunk: int = 32) -> float:
+def silhouette_fit(shell: Tensor, cameras: Cameras, masks: Tensor, voxel: float, chunk: int = 32) -> float:
     """Mean share of each view's silhouette ``masks [N, H, W]`` the hull's surface voxels ``shell`` cover, projected
-    back (within 2 pixels): about 1 when cameras and images agree, less when carving kept what wrong views share."""
-    drawn = torch.zeros_like(masks)
+    back as squares that hold a voxel's projection (at the nearest voxel; 2 pixels at least), not as points a coarse
+    grid spreads apart: about 1 when cameras and images agree, less when carving kept only what wrong views share."""
+    scale, radius = masks.shape[1] / float(cameras.height[0]), torch.zeros(len(masks), dtype=torch.long)
+    drawn, covered = torch.zeros_like(masks), torch.zeros(len(masks))
     for first in range(0, len(masks), chunk):  # a few views at a time: memory bounded however many there are
-        uv, depth = _project(shell, cameras[first : first + chunk], masks.shape[1] / float(cameras.height[0]))
+        uv, depth = _project(shell, cameras[first : first + chunk], scale)
         col, row = uv[..., 0].floor().long(), uv[..., 1].floor().long()
         hit = (depth > 0) & (col >= 0) & (col < masks.shape[2]) & (row >= 0) & (row < masks.shape[1])
         views = torch.arange(first, first + len(uv))[:, None].expand_as(col)
         drawn[views[hit], row[hit], col[hit]] = True
-    covered = (_dilate(drawn, 2) & masks).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp_min(1)
+        near = depth.masked_fill(~hit, math.inf).amin(1).clamp_min(1e-6)  # the nearest voxel's half diagonal
+        half = 0.5 * math.sqrt(3) * voxel * scale * cameras.fy[first : first + chunk].reshape(-1).float() / near
+        radius[first : first + len(uv)] = (half + 0.5).ceil().clamp(2, max(masks.shape[1:])).long()  # +floor()'s
+    for pixels in radius.unique().tolist():  # views alike dilated together
+        same = radius == pixels
+        hits = (_dilate(drawn[same], pixels) & masks[same]).flatten(1).sum(1)
+        covered[same] = hits / masks[same].flatten(1).sum(1).clamp_min(1)
     return float(covered.mean())
 
 
@@ -136,16 +144,9 @@ def surface(occupancy: Bool[Tensor, "X Y Z"]) -> Bool[Tensor, "X Y Z"]:
 def normals(occupancy: Bool[Tensor, "X Y Z"], indices: Tensor) -> Tensor:
     """Outward unit normals at voxels ``indices [M, 3]``: minus the gradient of the occupancy, smoothed."""
     smooth = F.avg_pool3d(F.pad(occupancy[None, None].float(), (2,) * 6), 5, stride=1)[0, 0]
-    padded = F.pad(smooth, (1, 1, 1, 1, 1, 1))
-    i, j, k = (indices + 1).unbind(-1)
-    gradient = torch.stack(
-        [
-            padded[i + 1, j, k] - padded[i - 1, j, k],
-            padded[i, j + 1, k] - padded[i, j - 1, k],
-            padded[i, j, k + 1] - padded[i, j, k - 1],
-        ],
-        dim=-1,
-    )
+    padded, at = F.pad(smooth, (1, 1, 1, 1, 1, 1)), indices + 1  # central differences along each axis
+    steps = torch.eye(3, dtype=torch.long)
+    gradient = torch.stack([padded[(at + e).unbind(-1)] - padded[(at - e).unbind(-1)] for e in steps], dim=-1)
     return -gradient / gradient.norm(dim=-1, keepdim=True).clamp_min(1e-6)
 
 
@@ -366,12 +367,8 @@ def carve_hull(
     masks = torch.stack([foreground_mask(image, background.cpu()) for image in images])
     if not masks_separable(masks):
         return None, "the images' backgrounds are not uniform enough to separate the object"
-    edges = [
-        edge_map(image[..., :3] * image[..., 3:] + background * (1 - image[..., 3:]))
-        if image.shape[-1] == 4
-        else edge_map(image)
-        for image in images
-    ]
+    flat = [im[..., :3] * im[..., 3:] + background * (1 - im[..., 3:]) if im.shape[-1] == 4 else im for im in images]
+    edges = [edge_map(image) for image in flat]
     masks = _dilate(_resample(masks, MASK_SIZE) > 0.25, 1)
     edge_maps = _resample(torch.stack(edges), MASK_SIZE, mode="max")
     lo, hi = centre - half_size, centre + half_size
@@ -395,5 +392,5 @@ def carve_hull(
     scores = edge_scores(shell, normals(occupancy, shell_indices), cameras, edge_maps)
     good = scores >= min(min_score, float(scores.max()))
     ridges = onto_ridges(shell[good], scores[good], size)
-    fit = silhouette_fit(shell, cameras, masks)
+    fit = silhouette_fit(shell, cameras, masks, size)
     return VisualHull(occupancy, origin, size, ridges, scores[good], shell, scores, fit), "carved"

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional
 
 import torch
-from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
@@ -146,6 +145,8 @@ class StrokeLifecycle:
         what :meth:`find` finds, with new strokes for them (None when nothing is, or outside ``(0, stop]``). The counts
         are logged; applying the decision to the parameters and optimiser is the model's
         (:meth:`nerfstudio_clipsketch.model.ClipSketchModel.apply_reseed`)."""
+        from nerfstudio.utils import writer  # here: nerfstudio's writer cannot be imported before its configs
+
         if step == 0 or step > self.settings.stop:
             return None
         world = control_points.detach().cpu()
