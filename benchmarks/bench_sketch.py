@@ -52,6 +52,7 @@ RECIPES: Dict[str, List[str]] = {
     "no-edges": ["--pipeline.model.edges.weight", "0"],
     "no-occlusion": ["--pipeline.model.occlusion.density", "0"],
     "no-ridges": ["--pipeline.model.ridges.weight", "0"],
+    "no-symmetry": ["--pipeline.model.symmetry", "off"],
     "lr-2e-3": [
         "--optimizers.control-points.optimizer.lr", "2e-3", "--optimizers.control-points.scheduler.lr-final", "2e-4",
     ],
