@@ -2,7 +2,7 @@
 picture of each final sketch over a training view.
 
 Recipes are sets of ``ns-train`` flags (:data:`RECIPES`): the ancestor's (sphere start, no lifecycle, no structure
-terms, no occlusion, the ancestor's learning rate), the default, the default with one mechanism off at a time, and
+terms, no occlusion, no symmetry, the ancestor's learning rate), the default, the default with one mechanism off at a time, and
 the default at the learning rate before 2026-12-04 (``lr-2e-3``). Each run is its own process, one
 after the other (never two trainings at once: two cores). For every run, ``<output>/<scene>-<recipe>/`` holds the
 nerfstudio run, ``eval.json`` and ``sketch.png`` (the training view, the sketch alone, and the sketch in red over the
@@ -44,6 +44,7 @@ RECIPES: Dict[str, List[str]] = {
         "--pipeline.model.init", "sphere", "--pipeline.model.edges.weight", "0",
         "--pipeline.model.lifecycle.every", "0", "--pipeline.datamanager.views-per-step", "1",
         "--pipeline.model.occlusion.density", "0", "--pipeline.model.ridges.weight", "0",
+        "--pipeline.model.symmetry", "off",
         "--optimizers.control-points.optimizer.lr", "2e-3", "--optimizers.control-points.scheduler.lr-final", "2e-4",
     ],
     "default": [],
