@@ -262,7 +262,8 @@ def choose_plane(
         return None
     found = hull.surface_points if hull is not None else points
     if found is None or len(found) < 4:
-        CONSOLE.log("clipsketch: symmetry auto: no visual hull or 3D points to look for a mirror plane in; off")
+        # (also when a run is loaded for rendering or evaluation: its checkpoint then brings its tying back)
+        logger.info("clipsketch: symmetry auto: no visual hull or 3D points to look for a mirror plane in; off")
         return None
     diagonal = hull.diagonal if hull is not None else float((found.amax(0) - found.amin(0)).norm())
     fit = find_plane(found, diagonal)
