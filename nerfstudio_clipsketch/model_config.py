@@ -52,12 +52,13 @@ class ClipSketchModelSettings(ModelConfig):
     silhouettes; needs an object on a uniform background), 'points' (on the dataparser's 3D points, e.g. COLMAP's
     sparse cloud), 'sphere' (random short strokes in a ball around the point the cameras look at, the ancestor's) or
     'auto' (points, else hull, else sphere)."""
-    symmetry: str = "auto"
+    symmetry: str = "off"
     """Mirror symmetry: strokes tied in mirrored pairs across a plane, so only about half the control points are
     learned and the sketch stays symmetric: 'auto' (the plane that best mirrors the visual hull, or the 3D points,
     when it mirrors them to within 1 % of their size; the log says what it found), 'off', 'x', 'y' or 'z' (the plane
     across that axis through the point the cameras look at) or 'nx,ny,nz,d' (the plane nx*x + ny*y + nz*z = d, in
-    nerfstudio's normalised frame)."""
+    nerfstudio's normalised frame). Off by default: tied, the built-in house and ABC-NEF improve, but two of three
+    family parts measured lose F@0.02 (BENCHMARKS.md)."""
     hull_resolution: int = 128
     """Voxels across the visual hull's grid (its longest side): finer finds thinner parts, costs cubically more."""
     init_radius: float = 0.3

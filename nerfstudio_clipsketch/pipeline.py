@@ -79,10 +79,6 @@ class ClipSketchPipeline(VanillaPipeline):
         defaults to the model's ``hull_resolution``."""
         dataset = self.datamanager.train_dataset
         images = [cached["image"] for cached in self.datamanager.cached_train]
-        if images and images[0].shape[-1] == 3 and dataset.get_numpy_image(0).shape[-1] == 4:
-            # Photos with alpha, composited onto the paper for training: their silhouettes are their alpha, not their
-            # colour (a face brighter than 0.9 passes for white paper, and carving tunnels through it).
-            images = [torch.from_numpy(dataset.get_numpy_image(i)) for i in range(len(dataset))]
         images = [image.float() / 255.0 if image.dtype == torch.uint8 else image for image in images]
         under = background if background is not None else self.model.style.backdrop().cpu()
         start = time.perf_counter()
