@@ -79,10 +79,11 @@ def project_isotropic(
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
     u, v = uv.unbind(-1)
-    # gsplat clamps the Jacobian's x/z and y/z to a little beyond the field of view so that Gaussians far outside the
-    # image do not get huge footprints.
-    lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * width / fx, cx / fx + 0.3 * width / fx
-    lim_y_pos, lim_y_neg = (height - cy) / fy + 0.3 * height / fy, cy / fy + 0.3 * height / fy
+    # gsplat clamps the Jacobian's x/z and y/z to 30 % of the half field of view beyond the image, so that Gaussians
+    # far outside it do not get huge footprints (gsplat's persp_proj: tan_fov = 0.5 * width / fx).
+    margin_x, margin_y = 0.3 * 0.5 * width / fx, 0.3 * 0.5 * height / fy
+    lim_x_pos, lim_x_neg = (width - cx) / fx + margin_x, cx / fx + margin_x
+    lim_y_pos, lim_y_neg = (height - cy) / fy + margin_y, cy / fy + margin_y
     tx = z_safe * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, (u - cx) / fx))
     ty = z_safe * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, (v - cy) / fy))
     # For an isotropic Gaussian the camera-space covariance is s^2 I whatever the rotation, so cov2d = s^2 J J^T.
@@ -102,9 +103,7 @@ def project_isotropic(
     mid = 0.5 * (a + c)
     lambda_max = mid + torch.sqrt((mid * mid - det).clamp_min(0.01))
     radii = torch.where(in_front & (det > 0), torch.sqrt(lambda_max), torch.zeros_like(lambda_max))
-    return ProjectedGaussians(
-        means2d=uv, depths=z, conics=conics, opacities=opac, radii=radii
-    )
+    return ProjectedGaussians(means2d=uv, depths=z, conics=conics, opacities=opac, radii=radii)
 
 
 def _rasterize_torch(
@@ -179,12 +178,24 @@ def _rasterize_torch(
     )
 
 
-def _render_gsplat(means, scales, opacities, colors, viewmats, Ks, width, height, eps2d, near_plane, antialiased):
-    from gsplat import rasterization  # imported here: gsplat loads its CUDA kernels on first use
-
+def gsplat_arguments(
+    means: Float[Tensor, "num_gaussians 3"],
+    scales: Float[Tensor, "num_gaussians"],
+    opacities: Float[Tensor, "num_gaussians"],
+    colors: Float[Tensor, "num_gaussians 3"],
+    viewmats: Float[Tensor, "num_cameras 4 4"],
+    Ks: Float[Tensor, "num_cameras 3 3"],
+    width: int,
+    height: int,
+    eps2d: float,
+    near_plane: float,
+    antialiased: bool,
+) -> dict:
+    """What :func:`render` hands ``gsplat.rasterization`` for isotropic Gaussians with one set of opacities (kept apart
+    so that tests check it against gsplat's pure-torch reference projection, which runs without CUDA)."""
     quats = torch.zeros(means.shape[0], 4, device=means.device, dtype=means.dtype)
-    quats[:, 0] = 1.0
-    renders, alphas, _ = rasterization(
+    quats[:, 0] = 1.0  # identity rotation (w, x, y, z): an isotropic Gaussian has none
+    return dict(
         means=means.contiguous(),  # [N, 3]
         quats=quats,  # [N, 4]
         scales=scales[:, None].expand(-1, 3).contiguous(),  # [N, 3]
@@ -199,6 +210,15 @@ def _render_gsplat(means, scales, opacities, colors, viewmats, Ks, width, height
         render_mode="RGB+ED",
         rasterize_mode="antialiased" if antialiased else "classic",
     )
+
+
+def _render_gsplat(means, scales, opacities, colors, viewmats, Ks, width, height, eps2d, near_plane, antialiased):
+    from gsplat import rasterization  # imported here: gsplat loads its CUDA kernels on first use
+
+    args = gsplat_arguments(
+        means, scales, opacities, colors, viewmats, Ks, width, height, eps2d, near_plane, antialiased
+    )
+    renders, alphas, _ = rasterization(**args)
     return renders[..., :3], alphas, renders[..., 3:4]
 
 
@@ -270,4 +290,3 @@ def render(
         raise ValueError(f"Unknown render backend {backend!r}; expected 'auto', 'gsplat' or 'torch'.")
     rgb = rgb + (1.0 - alpha) * background
     return RenderOutput(rgb=rgb, alpha=alpha, depth=depth)
-
