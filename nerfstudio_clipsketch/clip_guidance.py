@@ -155,7 +155,7 @@ class ClipGuidance:
         self.config = config
         if config.num_augmentations < 0:
             raise ClipGuidanceError(f"num_augmentations must be >= 0, got {config.num_augmentations}")
-        model = create_clip(config) if model is None else model
+        model = create_clip(config, text=text) if model is None else model
         self.has_text = text and hasattr(model, "encode_text")
         if not self.has_text:
             drop_text_tower(model)

@@ -4,8 +4,11 @@ is allowed. open_clip is imported only when a model is built."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
+import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -62,7 +65,7 @@ def _cached_weights(cfg: dict, cache_dir: Optional[Path]) -> Optional[str]:
 
 def resolve_weights(config) -> Optional[str]:
     """Validate the architecture and weights before anything is built; returns what to pass as ``pretrained``."""
-    import open_clip
+    open_clip = import_open_clip()
 
     if config.model_config is not None:
         path = Path(config.model_config).expanduser()
@@ -71,9 +74,7 @@ def resolve_weights(config) -> Optional[str]:
         open_clip.add_model_config(path)
     models = open_clip.list_models()
     if config.model_name not in models:
-        raise ClipGuidanceError(
-            f"Unknown CLIP model {config.model_name!r}. open_clip knows: {', '.join(models)}."
-        )
+        raise ClipGuidanceError(f"Unknown CLIP model {config.model_name!r}. open_clip knows: {', '.join(models)}.")
     pretrained = config.pretrained.strip()
     if pretrained.lower() in ("", "none"):
         return None
@@ -104,7 +105,7 @@ def resolve_weights(config) -> Optional[str]:
 def load_weights_file(model, path: str, model_name: str) -> None:
     """Load a weights file into the CLIP model just built; a file that holds no weights, or another architecture's,
     is one :class:`ClipGuidanceError` (torch's own errors advise unsafe unpickling, or list hundreds of tensors)."""
-    import open_clip
+    open_clip = import_open_clip()
 
     try:
         open_clip.load_checkpoint(model, path)
@@ -120,15 +121,95 @@ def load_weights_file(model, path: str, model_name: str) -> None:
         ) from e
 
 
-def create_clip(config):
+def import_open_clip():
+    """``import open_clip``, without the 2-3 s of wandb that timm (which open_clip imports) pulls in for a logging
+    helper clipsketch never calls. wandb is hidden only during this import and only when nothing imported it yet, so a
+    later ``import wandb`` (nerfstudio's ``--vis wandb``) loads it as usual."""
+    if "open_clip" in sys.modules or "wandb" in sys.modules:
+        import open_clip
+
+        return open_clip
+    sys.modules["wandb"] = None  # type: ignore[assignment]  # `import wandb` raises ImportError: timm goes without
+    try:
+        import open_clip
+    finally:
+        del sys.modules["wandb"]
+    return open_clip
+
+
+def _image_tower(config):
+    """The image tower of ``config``'s architecture alone, randomly initialised from :data:`RANDOM_WEIGHTS_SEED` to
+    exactly the values the whole model would give it (open_clip builds the image tower first), without the ~1.6 s
+    the text tower's initialisation costs; None where open_clip's builder is not there (another version)."""
+    open_clip = import_open_clip()
+    build = getattr(open_clip.model, "_build_vision_tower", None)
+    cfg = open_clip.get_model_config(config.model_name)
+    if build is None or cfg is None or cfg.get("custom_text") or "hf_model_name" in cfg.get("text_cfg", {}):
+        return None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        visual = build(cfg["embed_dim"], cfg["vision_cfg"], cfg.get("quick_gelu", False), None)
+    return ImageTower(visual)
+
+
+class ImageTower(torch.nn.Module):
+    """An open_clip model's image tower, as ``model.visual``: all CLIPasso's loss uses."""
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+
+
+def _weights_into_empty_model(config, path: str):
+    """The architecture built on the meta device (no random initialisation: the weights replace it), then handed the
+    weights of ``path`` as they are read (``load_state_dict(assign=True)`` inside open_clip's own checkpoint
+    conversions: no copy); the text tower's causal mask, the one tensor not in a checkpoint, is built again. None
+    when a tensor is left without a value (an architecture with other unsaved tensors: built the usual way)."""
+    open_clip = import_open_clip()
+    with torch.device("meta"):  # parameters made without values, so nothing is initialised
+        model = open_clip.create_model(config.model_name, pretrained=None, device="meta")
+    model.load_state_dict = functools.partial(type(model).load_state_dict, model, assign=True)
+    try:
+        load_weights_file(model, path, config.model_name)
+    finally:
+        del model.load_state_dict
+    if getattr(model, "attn_mask", None) is not None and model.attn_mask.is_meta:
+        size = model.attn_mask.shape[-1]
+        model.attn_mask = torch.full((size, size), float("-inf")).triu_(1)
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.is_meta for t in tensors):
+        return None
+    return model.float()  # checkpoints stored in half precision: clipsketch's autocast expects fp32 weights
+
+
+def create_clip(config, text: bool = True):
     """The open_clip model of a :class:`~nerfstudio_clipsketch.clip_guidance.ClipGuidanceConfig`: its architecture with
     the weights it names, checked first (:func:`resolve_weights`). A random CLIP (pretrained 'none') is seeded, so
-    every process that loads a run builds the same one."""
-    import open_clip
-
+    every process that loads a run builds the same one. ``text`` False: the text tower may be left out (a model
+    with only ``visual``), which saves its initialisation; with weights, nothing is initialised that they replace."""
+    open_clip = import_open_clip()
     pretrained = resolve_weights(config)
-    weights_file = pretrained is not None and Path(pretrained).is_file()
     logger.info("Loading CLIP %s (weights: %s)", config.model_name, pretrained or "random")
+    if pretrained is None and not text:
+        tower = _image_tower(config)
+        if tower is not None:
+            return tower
+    weights_file = pretrained is not None and Path(pretrained).is_file()
+    if pretrained is not None:
+        path = pretrained if weights_file else None
+        pretrained_cfg = {} if weights_file else open_clip.get_pretrained_cfg(config.model_name, pretrained)
+        if path is None and pretrained_cfg:
+            cache = str(config.cache_dir) if config.cache_dir else None
+            path = open_clip.download_pretrained(pretrained_cfg, cache_dir=cache)
+        model = _weights_into_empty_model(config, path) if path else None
+        if model is not None:
+            from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+            preprocess = merge_preprocess_dict(asdict(PreprocessCfg()), pretrained_cfg)
+            if getattr(model.visual, "image_size", None) is not None:
+                preprocess["size"] = model.visual.image_size
+            open_clip.set_model_preprocess_cfg(model, preprocess)
+            return model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         model = open_clip.create_model(

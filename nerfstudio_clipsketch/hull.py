@@ -92,7 +92,7 @@ def _lookup(maps: Tensor, uv: Tensor, depth: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def carve(
-    cameras: Cameras, masks: Bool[Tensor, "N H W"], lo: Tensor, hi: Tensor, resolution: int, chunk: int = 1 << 16
+    cameras: Cameras, masks: Bool[Tensor, "N H W"], lo: Tensor, hi: Tensor, resolution: int, chunk: int = 1 << 18
 ) -> Tuple[Bool[Tensor, "X Y Z"], Tensor, float]:
     """Occupancy of a grid over the box ``[lo, hi]`` whose longest side has ``resolution`` voxels: a voxel stays when
     it projects onto the object in every view that sees it, and at least half the views see it. Returns the grid,
@@ -101,14 +101,17 @@ def carve(
     dims = [max(1, int(math.ceil(float(hi[i] - lo[i]) / size))) for i in range(3)]
     axes = [lo[i] + (torch.arange(dims[i]) + 0.5) * size for i in range(3)]
     centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    keep = torch.empty(centres.shape[0], dtype=torch.bool)
+    keep, scale = torch.zeros(centres.shape[0], dtype=torch.bool), masks.shape[1] / float(cameras.height[0])
     for start in range(0, centres.shape[0], chunk):
-        points = centres[start : start + chunk]
-        uv, depth = _project(points, cameras, masks.shape[1] / float(cameras.height[0]))
-        inside_mask, in_view = _lookup(masks, uv, depth)
-        carved = (in_view & ~inside_mask).any(0)
-        seen = in_view.float().mean(0) >= 0.5
-        keep[start : start + chunk] = seen & ~carved
+        # View by view, only the voxels no earlier view carved: most of the box goes in the first few views.
+        index = torch.arange(start, min(start + chunk, centres.shape[0]))
+        seen = torch.zeros(len(index))
+        for view in range(len(masks)):
+            uv, depth = _project(centres[index], cameras[view : view + 1], scale)
+            on_object, in_view = _lookup(masks[view : view + 1], uv, depth)
+            stays = ~in_view[0] | on_object[0]
+            index, seen = index[stays], seen[stays] + in_view[0, stays].float()
+        keep[index] = seen >= 0.5 * len(masks)
     return keep.reshape(dims), centres[0], size
 
 

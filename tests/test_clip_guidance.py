@@ -167,8 +167,12 @@ def test_reduced_precision_matches_fp32_within_tolerance(tiny_clip_config, preci
     if precision == "fp16" and not torch.cuda.is_available():
         pytest.skip("fp16 autocast is for CUDA; the CPU's reduced precision is bf16")
     base = ClipGuidanceConfig(
-        model_name=tiny_clip_config.stem, pretrained="none", model_config=tiny_clip_config,
-        layer_weights=(0.0, 1.0, 1.0, 1.0, 0.0), num_augmentations=2, precision="fp32",
+        model_name=tiny_clip_config.stem,
+        pretrained="none",
+        model_config=tiny_clip_config,
+        layer_weights=(0.0, 1.0, 1.0, 1.0, 0.0),
+        num_augmentations=2,
+        precision="fp32",
     )
     sketch, target = images(n=3, size=48, seed=1), images(n=3, size=48, seed=2)
     results = []
@@ -196,3 +200,33 @@ def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
     assert autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_without_a_prompt_only_the_image_tower_is_built_with_the_same_random_weights(tiny_clip_config):
+    """Random weights (pretrained 'none') are the seeded full model's image tower, exactly, without the text tower."""
+    from nerfstudio_clipsketch.clip_guidance import ClipGuidanceConfig
+    from nerfstudio_clipsketch.clip_weights import create_clip
+
+    config = ClipGuidanceConfig(model_name=tiny_clip_config.stem, pretrained="none", model_config=tiny_clip_config)
+    whole, image_only = create_clip(config, text=True), create_clip(config, text=False)
+    assert hasattr(whole, "transformer") and not hasattr(image_only, "transformer")
+    expected = whole.visual.state_dict()
+    assert set(image_only.visual.state_dict()) == set(expected)
+    for name, value in image_only.visual.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_importing_open_clip_leaves_wandb_importable():
+    """open_clip is imported without timm's optional wandb import; wandb itself still imports afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from nerfstudio_clipsketch.clip_weights import import_open_clip\n"
+        "import_open_clip()\n"
+        "assert 'timm' in sys.modules and 'wandb' not in sys.modules, sorted(m for m in sys.modules if 'wandb' in m)\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('wandb') is None or __import__('wandb') is not None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
