@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Type
+from typing import Any, Dict, List, Literal, Optional, Type
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from nerfstudio_clipsketch.dataparsers import (
     describe_background,
     load_transforms,
 )
+from nerfstudio_clipsketch.dataparsers.pose_lag import repair_poses
 
 SPLITS = ("train", "val", "test")
 
@@ -70,7 +71,9 @@ class Clipasso3dDataParser(DataParser):
 
     config: Clipasso3dDataParserConfig
 
-    def _poses(self, meta: Dict[str, Any], path: Path) -> np.ndarray:
+    def _poses(self, meta: Dict[str, Any], path: Path, object_position: Optional[np.ndarray] = None) -> np.ndarray:
+        """The frames' camera-to-world matrices ``[N, 3, 4]``, checked against their ``position`` fields and repaired
+        when they lag them (:mod:`nerfstudio_clipsketch.dataparsers.pose_lag`)."""
         poses = []
         for i, frame in enumerate(meta["frames"]):
             matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
@@ -80,7 +83,7 @@ class Clipasso3dDataParser(DataParser):
                     f"{matrix.shape}."
                 )
             poses.append(matrix[:3])
-        return np.stack(poses)
+        return repair_poses(np.stack(poses), meta["frames"], path, object_position)
 
     def _image_filenames(self, meta: Dict[str, Any]) -> List[Path]:
         filenames = []
@@ -103,7 +106,6 @@ class Clipasso3dDataParser(DataParser):
         # The normalisation comes from the training cameras, so that every split shares it.
         train_path = data / "transforms_train.json"
         train_meta = load_transforms(train_path)
-        train_poses = self._poses(train_meta, train_path)
         if "object_position" in train_meta:
             given = train_meta["object_position"]
             try:
@@ -112,7 +114,9 @@ class Clipasso3dDataParser(DataParser):
                 center = np.full(1, np.nan)
             if center.shape != (3,) or not np.isfinite(center).all():
                 raise ClipSketchDataError(f"object_position in {train_path} must be three finite numbers, got {given}.")
+            train_poses = self._poses(train_meta, train_path, center)
         else:
+            train_poses = self._poses(train_meta, train_path)
             center = camera_axes_intersection(train_poses)
         distances = np.linalg.norm(train_poses[:, :, 3] - center, axis=-1)
         if distances.max() <= 0:
@@ -121,7 +125,8 @@ class Clipasso3dDataParser(DataParser):
 
         path = data / f"transforms_{split}.json"
         meta = train_meta if split == "train" else load_transforms(path)
-        poses = train_poses if split == "train" else self._poses(meta, path)
+        object_position = center if "object_position" in train_meta else None
+        poses = train_poses if split == "train" else self._poses(meta, path, object_position)
         if "camera_angle_x" not in meta:
             raise ClipSketchDataError(f"{path} has no 'camera_angle_x' (horizontal field of view in radians).")
         camera_angle_x = float(meta["camera_angle_x"])
