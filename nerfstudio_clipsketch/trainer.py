@@ -7,6 +7,8 @@
   how to resume and exits with status 128 + the signal's number (130, 143). A second one stops at once. Once training
   has ended and its checkpoint is saved, Ctrl-C quits with status 0 (nerfstudio's viewer waits for it).
 - After a resume, nerfstudio runs ``--max-num-iterations`` more steps; the progress table counts toward that total.
+- Training ends before ``--max-num-iterations`` once the sketch has settled (:mod:`nerfstudio_clipsketch.settling`,
+  ``--settle.*``), saved as any other end: checkpoint, time-lapse, exports, "settled at step N" in the log.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from nerfstudio_clipsketch.checkpoints import CheckpointError, find_checkpoint
 from nerfstudio_clipsketch.clip_guidance import ClipGuidanceError
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
 from nerfstudio_clipsketch.model_config import ClipSketchConfigError
+from nerfstudio_clipsketch.settling import RECORD_NAME, SettleRule, SettleSettings, write_record
 
 USER_ERRORS = (ClipSketchDataError, ClipGuidanceError, ClipSketchConfigError, CheckpointError)
 """Bad data or settings: reported as one message, not a traceback."""
@@ -69,6 +72,10 @@ class ClipSketchTrainer(Trainer):
         self._stop_signal: Optional[int] = None
         self._last_done: Optional[int] = None
         self._final_saved = False
+        self._last_loss = float("nan")
+        self._settled: Optional[str] = None
+        settings = getattr(config, "settle", None) or SettleSettings()  # config.yml files from before it lack it
+        self._settle_rule = SettleRule(settings) if settings.enabled else None
         super().__init__(config, local_rank, world_size)
 
     # nerfstudio resets ``stop_training`` when train() starts; a received signal must survive that.
@@ -86,18 +93,35 @@ class ClipSketchTrainer(Trainer):
             try:
                 super().setup(test_mode)
             except KeyboardInterrupt:
-                CONSOLE.print("[bold yellow]clipsketch: interrupted while setting up, before the first step: nothing "
-                              "to save.")
+                CONSOLE.print(
+                    "[bold yellow]clipsketch: interrupted while setting up, before the first step: nothing to save."
+                )
                 sys.exit(128 + signal.SIGINT)
         # nerfstudio's table divides the absolute step by --max-num-iterations, which a resume counts from its step.
         writer.GLOBAL_BUFFER["max_iter"] = self._start_step + self.config.max_num_iterations
-        self.callbacks.append(
-            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self._step_done)
-        )
+        (self.base_dir / RECORD_NAME).unlink(missing_ok=True)  # a resumed run is not settled until it settles again
+        self.callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self._step_done))
 
     def _step_done(self, step: int) -> None:
-        """The last callback of each step: ``step`` is complete and may be saved under its number."""
+        """The last callback of each step: ``step`` is complete and may be saved under its number; the settle rule
+        sees it."""
         self._last_done = step
+        if self._settle_rule is None or self._settled is not None:
+            return
+        model = self.pipeline.model
+        width = float(model.style.width_px * model.style.world_per_px)
+        reason = self._settle_rule.observe(step, model.world_control_points(), width, self._last_loss)
+        rule = self._settle_rule
+        if rule.last_movement is not None and rule.last_loss_drop is not None:
+            writer.put_dict("Settle", {"movement": rule.last_movement, "loss_drop": rule.last_loss_drop}, step)
+        if reason is not None:
+            self._settled = f"settled at step {step}: {reason}"
+            self.stop_training = True
+
+    def train_iteration(self, step: int):
+        loss, loss_dict, metrics_dict = super().train_iteration(step)
+        self._last_loss = float(loss.detach())
+        return loss, loss_dict, metrics_dict
 
     def _load_checkpoint(self) -> None:
         try:
@@ -165,6 +189,15 @@ class ClipSketchTrainer(Trainer):
             pass
 
     def _after_train(self) -> None:
+        if self._stop_signal is None and self._settled is not None and self._last_done is not None:
+            # nerfstudio's loop left ``step`` at the next step's number: save the last complete one.
+            self.step = self._last_done
+            CONSOLE.print(
+                f"[bold green]clipsketch: {escape(self._settled)}[/bold green] (--settle.enabled False "
+                "trains every step)",
+                highlight=False,
+            )
+            write_record(self.base_dir, self.step, self._settled)
         if self._stop_signal is None:
             super()._after_train()
             return
@@ -228,6 +261,9 @@ class ClipSketchTrainerConfig(TrainerConfig):
     there is none."""
 
     _target: Type = field(default_factory=lambda: ClipSketchTrainer)
+    settle: SettleSettings = field(default_factory=SettleSettings)
+    """Stop before --max-num-iterations once the sketch has settled: its curves barely move and its loss no longer
+    falls (nerfstudio_clipsketch/settling.py)."""
 
     def set_experiment_name(self) -> None:
         datamanager = self.pipeline.datamanager
@@ -247,6 +283,9 @@ class ClipSketchTrainerConfig(TrainerConfig):
             raise ClipSketchConfigError(
                 f"--steps-per-save must be 0 (only at the end) or more, got {self.steps_per_save}"
             )
+        problems = self.settle.problems()
+        if problems:
+            raise ClipSketchConfigError("; ".join(problems))
         self.pipeline.model.check()
         self.pipeline.datamanager.check()
         _check_optimizers(self.optimizers)

@@ -129,7 +129,11 @@ def test_strokes_alive_against_the_reference_or_else_the_visual_hull(pipeline):
     lengths = [0.0, 0.05, 0.07, 2.0]
     with_curves = {"curve_lengths": lengths, "num_curves": 4, "curves": {"diagonal": 3.0}, "abcnef": None}
     assert report_module._alive(with_curves, pipeline) == {
-        "count": 2, "of": 4, "min_length": pytest.approx(0.06), "reference": "curves", "diagonal": 3.0
+        "count": 2,
+        "of": 4,
+        "min_length": pytest.approx(0.06),
+        "reference": "curves",
+        "diagonal": 3.0,
     }
     alive = report_module._alive({"curve_lengths": lengths, "num_curves": 4, "curves": None}, pipeline)
     gt_diagonal = bbox_diagonal(sample_curves(ground_truth(pipeline)["control_points"], 50))
@@ -305,3 +309,12 @@ def test_a_scene_without_test_split_is_measured_on_its_val_views(run_without_tes
     tyro.cli(eval_script.EvalSketch, args=args).main()
     assert json.loads(path.read_text())["split"] == "val"
     assert "evaluating on the 'val' views instead" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_kept_checkpoint_is_measured_by_its_step_and_a_missing_one_is_a_message(trained_run, monkeypatch, capsys):
+    assert load_run(trained_run, step=TRAIN_STEPS - 1).step == TRAIN_STEPS - 1
+    code, output = run_entrypoint(monkeypatch, capsys, "--load-config", trained_run, "--load-step", 3)
+    assert code == 1 and "no checkpoint of step 3" in output and f"kept: {TRAIN_STEPS - 1}" in output
+    assert "--save-only-latest-checkpoint False" in output and "Traceback" not in output
+    code, output = run_entrypoint(monkeypatch, capsys, "--load-config", trained_run, "--load-step", 3, "--initial")
+    assert code == 1 and "--initial and --load-step" in output

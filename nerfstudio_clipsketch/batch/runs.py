@@ -10,7 +10,8 @@ tensorboard events, ``timelapse/``), with beside them:
 A run's state is read from those files alone, so a rerun picks up wherever a batch stopped, however it stopped:
 
 - ``new``: no checkpoint: trained from scratch (what a failed attempt left in the folder is cleared first);
-- ``stopped``: a checkpoint before the last step: resumed from it (``--load-dir``, ``--load-step``) for the steps left;
+- ``stopped``: a checkpoint before the last step: resumed from it (``--load-dir``, ``--load-step``) for the steps left
+  (unless the run settled there: :mod:`nerfstudio_clipsketch.settling`);
 - ``trained``: the last step's checkpoint without a clipsketch-eval report of it: only evaluated;
 - ``finished``: trained (and evaluated): skipped.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence
 
 from nerfstudio_clipsketch.batch.grid import STEPS_KEY, BatchConfigError, RunSpec, flag_arguments
+from nerfstudio_clipsketch.settling import settled_step
 
 State = Literal["new", "stopped", "trained", "finished"]
 Status = Literal["queued", "running", "finished", "failed", "stopped"]
@@ -102,7 +104,7 @@ def run_state(folder: Path, target_steps: int, evaluate: bool) -> State:
     step = latest_checkpoint(folder)
     if step is None:
         return "new"
-    if step + 1 < target_steps:
+    if step + 1 < target_steps and settled_step(folder) != step:
         return "stopped"
     if evaluate and evaluated_step(folder) != step:
         return "trained"

@@ -78,7 +78,7 @@ class LoadedRun:
     step: int
 
 
-def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
+def load_run(config_path: Path, initial: bool = False, step: Optional[int] = None) -> LoadedRun:
     """Set up a clipsketch run as nerfstudio's ``eval_setup`` does (test split, on the accelerator when there is one),
     with its latest checkpoint.
 
@@ -87,10 +87,11 @@ def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
         initial: The sketch training started from (step 0): kept in the run's checkpoints. A run with no checkpoint
             yet is set up afresh instead, its curves drawn from the seeded generator as in training (without the
             visual hull, which only training carves: such a run starts as init 'sphere' or 'points' would).
+        step: The checkpoint of this step instead of the latest.
 
     Raises:
-        ScriptError: the config is missing, unreadable or not a clipsketch run's; no checkpoint was saved; the data
-            it was trained on cannot be read.
+        ScriptError: the config is missing, unreadable or not a clipsketch run's; no checkpoint was saved (or none at
+            ``step``); the data it was trained on cannot be read.
     """
     from nerfstudio.configs.method_configs import all_methods
     from nerfstudio.utils.eval_utils import eval_load_checkpoint
@@ -108,10 +109,16 @@ def load_run(config_path: Path, initial: bool = False) -> LoadedRun:
             "--steps-per-save steps, at the end and when stopped by Ctrl-C); pass --initial to measure its initial "
             "sketch."
         )
+    if step is not None and step not in steps:
+        kept = ", ".join(map(str, steps)) or "none"
+        raise ScriptError(
+            f"The run {str(config_path)!r} has no checkpoint of step {step} (kept: {kept}); ns-train keeps only the "
+            "latest unless run with --save-only-latest-checkpoint False."
+        )
     if config.method_name in all_methods:
         config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
     config.load_dir = checkpoint_dir
-    config.load_step = steps[-1] if steps else None  # the latest, named: nerfstudio would parse every file name
+    config.load_step = step if step is not None else steps[-1] if steps else None  # named: nerfstudio parses every name
     try:
         pipeline = config.pipeline.setup(device=default_device(), test_mode="test")
     except ClipSketchDataError as e:

@@ -47,6 +47,9 @@ class EvalSketch:
     initial: bool = False
     """Measure the sketch training started from (the run's seeded initialisation, step 0) instead of the latest
     checkpoint."""
+    load_step: Optional[int] = None
+    """Measure the checkpoint of this step (kept by ns-train --save-only-latest-checkpoint False) instead of the
+    latest."""
     options: Annotated[MetricOptions, tyro.conf.arg(name="")] = field(default_factory=MetricOptions)
     """How the sketch is measured."""
 
@@ -64,7 +67,9 @@ class EvalSketch:
         output_path = self.resolved_output_path()
         if output_path.is_dir():
             raise ScriptError(f"--output-path {str(output_path)!r} is a folder; give a file name like metrics.json.")
-        run = load_run(self.load_config, self.initial)
+        if self.initial and self.load_step is not None:
+            raise ScriptError("--initial and --load-step name different sketches: give one of them.")
+        run = load_run(self.load_config, self.initial, self.load_step)
         try:
             metrics = evaluate_sketch(run.pipeline, self.options)
         except ClipGuidanceError as e:
