@@ -140,8 +140,9 @@ class SettleRule:
             return None
         return (
             f"over steps {first_step}-{step} the drawing moved {self.last_movement:.2f} stroke widths "
-            f"({s.quantile:.0%} of its points; --settle.movement {s.movement:g}) and the loss's mean fell "
-            f"{self.last_loss_drop:.1%} (--settle.loss-drop {s.loss_drop:g})"
+            f"({s.quantile:.0%} of its points; --settle.movement {s.movement:g}) and the loss's mean "
+            f"{'fell' if self.last_loss_drop >= 0 else 'rose'} {abs(self.last_loss_drop):.1%} over the window before "
+            f"(--settle.loss-drop {s.loss_drop:g})"
         )
 
     def reset(self) -> None:
