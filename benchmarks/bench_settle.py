@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from nerfstudio_clipsketch.settling import SettleSettings, curve_points, movement
+from nerfstudio_clipsketch.settling import SettleSettings, curve_points, length_change, movement
 
 
 def checkpoints(run: Path) -> Dict[int, Path]:
@@ -70,7 +70,7 @@ def score(run: Path, step: int, last: int) -> Optional[float]:
 
 
 def replay(run: Path, settings: SettleSettings) -> tuple[Optional[int], List[tuple[int, float, float]]]:
-    """The first kept step at which the rule fires (None: never), and (step, movement, loss drop) at each."""
+    """The first kept step at which the rule fires (None: never), and (step, movement, growth, loss drop) at each."""
     kept, loss = checkpoints(run), losses(run)
     trace, fired = [], None
     for step, path in kept.items():
@@ -80,12 +80,14 @@ def replay(run: Path, settings: SettleSettings) -> tuple[Optional[int], List[tup
         before, width = world_points(kept[earlier])
         after, _ = world_points(path)
         moved = movement(before, after, width, settings.quantile)
+        grown = length_change(before, after)
         w = settings.window
         old = sum(loss[s] for s in range(step - 2 * w + 1, step - w + 1)) / w
         new = sum(loss[s] for s in range(step - w + 1, step + 1)) / w
         drop = (old - new) / abs(old)
-        trace.append((step, moved, drop))
-        if fired is None and step + 1 >= settings.min_steps and moved < settings.movement and drop < settings.loss_drop:
+        trace.append((step, moved, grown, drop))
+        still = moved < settings.movement and grown < settings.growth and drop < settings.loss_drop
+        if fired is None and step + 1 >= settings.min_steps and still:
             fired = step
     return fired, trace
 
@@ -96,20 +98,21 @@ def main(argv=None) -> None:
     parser.add_argument("--window", type=int, nargs="+", default=[50])
     parser.add_argument("--movement", type=float, nargs="+", default=[SettleSettings.movement])
     parser.add_argument("--quantile", type=float, nargs="+", default=[SettleSettings.quantile])
+    parser.add_argument("--growth", type=float, nargs="+", default=[SettleSettings.growth])
     parser.add_argument("--loss-drop", type=float, nargs="+", default=[SettleSettings.loss_drop])
     parser.add_argument("--min-steps", type=int, default=SettleSettings.min_steps)
     parser.add_argument("--eval-steps", type=int, nargs="*", default=[50, 100, 150, 200, 250])
     parser.add_argument("--trace", action="store_true", help="print each run's movement and loss drop per checkpoint")
     args = parser.parse_args(argv)
     candidates = [
-        SettleSettings(window=w, movement=m, quantile=q, loss_drop=d, min_steps=args.min_steps)
-        for w, m, q, d in itertools.product(args.window, args.movement, args.quantile, args.loss_drop)
+        SettleSettings(window=w, movement=m, quantile=q, growth=g, loss_drop=d, min_steps=args.min_steps)
+        for w, m, q, g, d in itertools.product(args.window, args.movement, args.quantile, args.growth, args.loss_drop)
     ]
     print(
         "| run | last step | score at "
         + " | ".join(map(str, args.eval_steps))
         + " | last | "
-        + " | ".join(f"w{c.window} m{c.movement:g} q{c.quantile:g} d{c.loss_drop:g}" for c in candidates)
+        + " | ".join(f"w{c.window} m{c.movement:g} q{c.quantile:g} g{c.growth:g} d{c.loss_drop:g}" for c in candidates)
         + " |"
     )
     for run in args.runs:
@@ -120,7 +123,12 @@ def main(argv=None) -> None:
         for settings in candidates:
             fired, trace = replay(run, settings)
             if args.trace and settings is candidates[0]:
-                print("  ", run.parts[-3], [(s, round(m, 2), round(d, 4)) for s, m, d in trace], file=sys.stderr)
+                print(
+                    "  ",
+                    run.parts[-3],
+                    [(s, round(m, 2), round(g, 3), round(d, 3)) for s, m, g, d in trace],
+                    file=sys.stderr,
+                )
             if fired is None:
                 cells.append("never")
                 continue

@@ -10,6 +10,9 @@ A sketch is settled when, over the last ``window`` steps,
   with Adam's steady steps a stroke's points drift a stroke width or two every 100 steps while the drawing stays
   the same); a stroke still travelling, or one the lifecycle has just re-seeded somewhere new, keeps the run going
   once it is more than ``1 - quantile`` of the points;
+- the ink's total length changed by less than ``growth`` of itself: strokes that keep lengthening at their ends (the
+  rose's, whose surface coverage grows for hundreds of steps) move the drawing too little at any one place to count
+  as movement, but add up;
 - and the loss stopped falling: its mean over the last window is lower than over the window before by less than
   ``loss_drop`` of the earlier mean (CLIPasso's loss is noisy, since every step draws new augmentations and views:
   single steps say nothing, window means do).
@@ -52,6 +55,8 @@ class SettleSettings:
     sketch within this distance of the sketch window steps before, and back (see quantile)."""
     quantile: float = 0.9
     """The share of the sketch's points that must lie within movement of the other sketch (1.0: every point)."""
+    growth: float = 0.02
+    """Settled only when the strokes' total length changed by less than this fraction over the window."""
     loss_drop: float = 0.01
     """Settled only when the loss's mean over the window fell by less than this fraction of the window before's."""
     min_steps: int = 50
@@ -66,6 +71,8 @@ class SettleSettings:
             found.append(f"--settle.movement must be 0 or more stroke widths, got {self.movement}")
         if not 0 < self.quantile <= 1:
             found.append(f"--settle.quantile must be in (0, 1], got {self.quantile}")
+        if not self.growth >= 0:
+            found.append(f"--settle.growth must be 0 or more, got {self.growth}")
         if not self.loss_drop >= 0:
             found.append(f"--settle.loss-drop must be 0 or more, got {self.loss_drop}")
         if self.min_steps < 0:
@@ -108,6 +115,16 @@ def movement(
     return float(torch.quantile(distances, quantile)) / max(stroke_width, 1e-12)
 
 
+def ink_length(points: Float[Tensor, "C S 3"]) -> float:
+    """The total length of the polylines through :func:`curve_points`."""
+    return float((points[:, 1:] - points[:, :-1]).norm(dim=-1).sum())
+
+
+def length_change(before: Float[Tensor, "C S 3"], after: Float[Tensor, "C S 3"]) -> float:
+    """How much the ink's total length changed from ``before`` to ``after``, as a fraction of the earlier length."""
+    return abs(ink_length(after) - ink_length(before)) / max(ink_length(before), 1e-12)
+
+
 class SettleRule:
     """Watches a run step by step (:meth:`observe`) and says when its sketch has settled (module docstring)."""
 
@@ -117,6 +134,7 @@ class SettleRule:
         self._losses: Deque[float] = deque(maxlen=2 * settings.window)
         self.last_movement: Optional[float] = None
         self.last_loss_drop: Optional[float] = None
+        self.last_growth: Optional[float] = None
 
     def observe(
         self, step: int, control_points: Float[Tensor, "num_curves degree_plus_one 3"], stroke_width: float, loss: float
@@ -133,14 +151,18 @@ class SettleRule:
             return None
         first_step, first = self._points[0]
         self.last_movement = movement(first, points, stroke_width, s.quantile)
+        self.last_growth = length_change(first, points)
         losses = list(self._losses)
         before, recent = sum(losses[: s.window]) / s.window, sum(losses[s.window :]) / s.window
         self.last_loss_drop = (before - recent) / max(abs(before), 1e-12)
         if step + 1 < s.min_steps or self.last_movement >= s.movement or self.last_loss_drop >= s.loss_drop:
             return None
+        if self.last_growth >= s.growth:
+            return None
         return (
             f"over steps {first_step}-{step} the drawing moved {self.last_movement:.2f} stroke widths "
-            f"({s.quantile:.0%} of its points; --settle.movement {s.movement:g}) and the loss's mean "
+            f"({s.quantile:.0%} of its points; --settle.movement {s.movement:g}), its length changed "
+            f"{self.last_growth:.1%} (--settle.growth {s.growth:g}) and the loss's mean "
             f"{'fell' if self.last_loss_drop >= 0 else 'rose'} {abs(self.last_loss_drop):.1%} over the window before "
             f"(--settle.loss-drop {s.loss_drop:g})"
         )

@@ -112,8 +112,9 @@ class ClipSketchTrainer(Trainer):
         width = float(model.style.width_px * model.style.world_per_px)
         reason = self._settle_rule.observe(step, model.world_control_points(), width, self._last_loss)
         rule = self._settle_rule
-        if rule.last_movement is not None and rule.last_loss_drop is not None:
-            writer.put_dict("Settle", {"movement": rule.last_movement, "loss_drop": rule.last_loss_drop}, step)
+        if rule.last_movement is not None and rule.last_loss_drop is not None and rule.last_growth is not None:
+            measures = {"movement": rule.last_movement, "growth": rule.last_growth, "loss_drop": rule.last_loss_drop}
+            writer.put_dict("Settle", measures, step)
         if reason is not None:
             self._settled = f"settled at step {step}: {reason}"
             self.stop_training = True

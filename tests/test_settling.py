@@ -67,6 +67,20 @@ def test_a_stroke_sliding_along_itself_has_not_moved_but_one_moving_sideways_has
     assert movement(curve_points(line), curve_points(sideways), WIDTH, 0.5) == pytest.approx(5.0, rel=1e-4)
 
 
+def test_strokes_that_keep_lengthening_have_not_settled():
+    """Each stroke grows at both ends by a tenth of a stroke width a step: no point moves a stroke width within a
+    window, but the ink's length grows 4 % a window."""
+    rule = SettleRule(SettleSettings(window=20, min_steps=0, loss_drop=1.0))
+    line = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [3.0, 0.0, 0.0]]]) / 3.0 * 0.5
+    for step in range(200):
+        grown = line * (1.0 + step * 0.002)  # 0.5 long, + 0.1 stroke widths a step
+        assert rule.observe(step, grown, WIDTH, 1.0) is None
+    assert rule.last_movement < 1.0 and rule.last_growth > 0.02
+    assert rule.observe(200, grown, WIDTH, 1.0) is None  # one still step: the window still holds the growth
+    still = SettleRule(SettleSettings(window=20, min_steps=0, loss_drop=1.0))
+    assert any(still.observe(step, line, WIDTH, 1.0) is not None for step in range(50))
+
+
 def test_settings_are_checked():
     bad = SettleSettings(window=0, movement=-1.0, quantile=1.5, loss_drop=-0.1, min_steps=-1)
     problems = bad.problems()
