@@ -13,6 +13,9 @@ worst), ``family.json`` (the raw numbers) and ``contact_sheet.png`` (each part's
 in red). A part trained already with the same steps, curves and extra flags is not trained again (unless ``--force``),
 only measured if it has no ``eval.json`` yet, so an interrupted run resumes where it stopped.
 
+Runs stop once their sketch has settled (the default, :mod:`nerfstudio_clipsketch.settling`), ``--steps`` being the
+cap; ``--extra --settle.enabled False`` trains every step (as the tables before commit 31df21d did).
+
 ``--batch`` (through ``clipsketch-batch``) is not offered: the batch owns the seeds (0..N-1, ``pipeline.model.seed``
 refused), so its runs could not be compared with these seed-42 ones, and on two cores it would run one at a time too.
 
