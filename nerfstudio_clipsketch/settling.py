@@ -50,7 +50,7 @@ class SettleSettings:
     --max-num-iterations."""
     window: int = 25
     """Steps over which the curves' movement is measured and the loss's mean is compared with the window before."""
-    movement: float = 1.0
+    movement: float = 0.75
     """Settled only when the drawing moved less than this many stroke widths over the window: each point of the
     sketch within this distance of the sketch window steps before, and back (see quantile)."""
     quantile: float = 0.9
