@@ -60,6 +60,30 @@ def check_images(paths: Sequence[Path], source: Optional[Path] = None) -> None:
             raise ClipSketchDataError(f"Image {path}{listed_in} cannot be decoded: {e}") from e
 
 
+def check_masks(images: Sequence[Path], masks: Sequence[Path], source: Optional[Path] = None) -> None:
+    """Check that every mask (nerfstudio's per-frame ``mask_path``) exists, can be read, and has its image's size
+    (nerfstudio would fail later with ``FileNotFoundError`` or ``AssertionError: Mask and image have different
+    shapes``)."""
+    listed_in = f" (listed in {source})" if source is not None else ""
+    for image_path, mask_path in zip(images, masks):
+        image_path, mask_path = Path(image_path), Path(mask_path)
+        if not mask_path.is_file():
+            raise ClipSketchDataError(
+                f"Mask {mask_path}{listed_in}, the mask_path of {image_path.name}, does not exist."
+            )
+        try:
+            with Image.open(mask_path) as mask, Image.open(image_path) as image:
+                mask_size, image_size = mask.size, image.size
+        except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... depending on the codec
+            raise ClipSketchDataError(f"Mask {mask_path}{listed_in} cannot be read: {e}") from e
+        if mask_size != image_size:
+            raise ClipSketchDataError(
+                f"Mask {mask_path}{listed_in} is {mask_size[0]}x{mask_size[1]} pixels but its image {image_path.name} "
+                f"is {image_size[0]}x{image_size[1]}: a mask must have its image's size (white: the object, black: "
+                "ignored)."
+            )
+
+
 def _border_pixels(
     paths: Sequence[Path], alpha_color: Optional[Tensor], max_images: int, border: int
 ) -> Tuple[np.ndarray, bool]:

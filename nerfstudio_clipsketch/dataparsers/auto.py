@@ -31,6 +31,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio_clipsketch.dataparsers import (
     ClipSketchDataError,
     check_images,
+    check_masks,
     describe_background,
     load_transforms,
 )
@@ -169,6 +170,8 @@ class ClipSketchDataParser(DataParser):
             raise ClipSketchDataError(f"{self.layout} data in {self.data} has no images for the {split!r} split.")
         if self.layout == "colmap":  # the other layouts' images were checked before parsing
             check_images(outputs.image_filenames, source=self.data / self.inner_config.colmap_path)  # type: ignore
+        if outputs.mask_filenames:
+            check_masks(outputs.image_filenames, outputs.mask_filenames, source=self.data)
         return outputs
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:

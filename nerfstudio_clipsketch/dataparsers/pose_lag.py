@@ -122,8 +122,8 @@ def repair_poses(
         CONSOLE.log(
             f"[yellow]clipsketch: the poses in {escape(Path(path).name)} are {late}: each frame's transform_matrix is "
             f"the camera at another frame's 'position'. Repaired: every frame takes the matrix stored {abs(k)} "
-            f"frame(s) {'later' if k > 0 else 'earlier'}, and frame(s) {ends} look from their position at object_position "
-            "(the other splits of this scene are repaired the same way).",
+            f"frame(s) {'later' if k > 0 else 'earlier'}, and frame(s) {ends} look from their position at "
+            "object_position (the other splits of this scene are repaired the same way).",
             highlight=False,
         )
     return repaired
