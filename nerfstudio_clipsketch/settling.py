@@ -167,11 +167,6 @@ class SettleRule:
             f"(--settle.loss-drop {s.loss_drop:g})"
         )
 
-    def reset(self) -> None:
-        """Forget the history (after a jump that is not training, e.g. curves loaded from elsewhere)."""
-        self._points.clear()
-        self._losses.clear()
-
 
 def write_record(run_dir: Path, step: int, reason: str) -> None:
     """Mark the run in ``run_dir`` as settled at ``step``."""
