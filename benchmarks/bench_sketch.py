@@ -104,14 +104,16 @@ def picture(run_dir: Path, view: int = 0) -> None:
 
 @torch.no_grad()
 def draw(pipeline, path: Path, view: int = 0) -> None:
-    """:func:`picture` of a pipeline's sketch, to ``path``."""
+    """:func:`picture` of a pipeline's sketch, to ``path``: the target (off the object mask painted as paper, where the
+    capture has masks), the sketch, and the sketch over the photo as the camera saw it."""
     dataset = pipeline.datamanager.train_dataset
     model = pipeline.model
-    target = model.style.composite(dataset[view]["image"]).cpu()
+    data = dataset[view]
+    target, photo = model.style.composite(data["image"], data.get("mask")).cpu(), model.style.composite(data["image"])
     outputs = model.get_outputs_for_camera(dataset.cameras[view : view + 1])
     sketch, alpha = outputs["rgb"].cpu(), outputs["accumulation"].cpu()
     red = torch.tensor([1.0, 0.0, 0.0])
-    overlay = target * 0.6 + 0.4 * target.mean(-1, keepdim=True)  # faded view, strokes on top
+    overlay = photo.cpu() * 0.6 + 0.4 * photo.cpu().mean(-1, keepdim=True)  # faded view, strokes on top
     overlay = overlay * (1 - alpha) + red * alpha
     tiles = torch.cat([target, sketch, overlay], dim=1).clamp(0, 1)
     Image.fromarray((tiles.numpy() * 255).round().astype(np.uint8)).save(path)

@@ -4,17 +4,19 @@ split a scene has (many captures ship without ``transforms_test.json``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Tuple, Type
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
-from nerfstudio_clipsketch.dataparsers import ClipSketchDataError
+from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, empty_masks, without_views
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
 from nerfstudio_clipsketch.model_config import ClipSketchConfigError
 
@@ -65,7 +67,9 @@ class ClipSketchDataManager(FullImageDatamanager):
     config: ClipSketchDataManagerConfig
 
     def create_train_dataset(self) -> InputDataset:
-        """The training images, scaled down to ``max_image_size`` (and their cameras with them) if larger."""
+        """The training images, scaled down to ``max_image_size`` (and their cameras with them) if larger, without
+        the views whose object mask is empty."""
+        self.train_dataparser_outputs = self._without_empty_masks(self.train_dataparser_outputs, "training")
         cameras = self.train_dataparser_outputs.cameras
         scale = self.config.camera_res_scale_factor
         longest = float(torch.maximum(cameras.width, cameras.height).max()) * scale
@@ -84,6 +88,27 @@ class ClipSketchDataManager(FullImageDatamanager):
                 "exist. Leave the parser out (ns-train clipsketch --data ...) to have the layout detected."
             ) from e
         self._check_views_per_step()
+
+    def _without_empty_masks(self, outputs: DataparserOutputs, split: str) -> DataparserOutputs:
+        """``outputs`` without the views whose mask (``mask_path``) is empty: they show nothing of the object, and
+        training on them would teach the strokes to vanish. One warning names them; no view left is an error."""
+        if not outputs.mask_filenames:
+            return outputs
+        empty = empty_masks(outputs.mask_filenames)
+        if not empty:
+            return outputs
+        names = [Path(outputs.mask_filenames[i]).name for i in empty]
+        if len(empty) == len(outputs.image_filenames):
+            raise ClipSketchDataError(
+                f"Every {split} mask of {self.config.dataparser.data} is empty (all black: {', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''}); a mask is white where the object is."
+            )
+        CONSOLE.log(
+            f"[yellow]Skipping {len(empty)} of {len(outputs.image_filenames)} {split} views whose mask is empty (no "
+            f"object pixel): {escape(', '.join(names[:5]))}{', ...' if len(names) > 5 else ''}",
+            highlight=False,
+        )
+        return without_views(outputs, empty)
 
     def _check_views_per_step(self) -> None:
         views, cameras = self.config.views_per_step, self.train_dataset.cameras
@@ -116,6 +141,7 @@ class ClipSketchDataManager(FullImageDatamanager):
                     highlight=False,
                 )
             self.test_split = split
+            outputs = self._without_empty_masks(outputs, split)
             return self.dataset_type(dataparser_outputs=outputs, scale_factor=self.config.camera_res_scale_factor)
         raise ClipSketchDataError(f"No split of {self.config.data} can be read: {'; '.join(skipped)}")
 
@@ -126,4 +152,7 @@ class ClipSketchDataManager(FullImageDatamanager):
         images = [b["image"] for b in batches]
         cameras = self.train_cameras[torch.tensor(indices)].to(self.device)
         cameras.metadata = {"cam_idx": indices, "image_size": tuple(images[0].shape[:2])}
-        return cameras, {"image": torch.stack(images), "image_idx": indices}
+        batch = {"image": torch.stack(images), "image_idx": indices}
+        if all("mask" in b for b in batches):  # the capture's object masks (mask_path): [V, H, W, 1], true on it
+            batch["mask"] = torch.stack([b["mask"] for b in batches]).to(self.device)
+        return cameras, batch

@@ -1,8 +1,8 @@
 """The visual hull of the object, carved from the training silhouettes, and where on it strokes should start.
 
-When the training images separate the object from a uniform background (an alpha channel, or the background colour
-the dataparsers estimate: :func:`foreground_mask`), every voxel of a grid around the point the cameras look at that
-projects outside the object in some view is carved away (:func:`carve`: vectorised, coarse then fine). The remaining
+When the training views have silhouettes (object masks, an alpha channel, or a uniform background:
+:mod:`.silhouettes`), every voxel of a grid around the point the cameras look at that projects outside the object in
+some view is carved away (:func:`carve`: vectorised, coarse then fine). The remaining
 voxels' surface is scored by how consistently it projects onto edges of the training images (:func:`edge_scores`):
 silhouette rims and creases score high in many views, flat interiors low. :class:`VisualHull` keeps the well-scored
 surface points, pulled onto the middle of the bands they form along each edge (:func:`onto_ridges`), and
@@ -10,8 +10,8 @@ surface points, pulled onto the middle of the bands they form along each edge (:
 the strokes so far and follows the ridge of scored points both ways until it turns a corner or runs out, then becomes
 a Bézier curve fitted to its trace. Isolated points (specks of noise on the hull) get no stroke.
 
-Scenes without a separable background (photographs, forward-facing captures) have no hull: :func:`masks_separable`
-says so, and initialisation falls back to the dataparser's points or a sphere.
+Scenes without silhouettes (photographs without masks, forward-facing captures) have no hull, and initialisation
+falls back to the dataparser's points or a sphere.
 """
 
 from __future__ import annotations
@@ -30,28 +30,12 @@ from torch import Tensor
 
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import camera_axes_centre, get_viewmats, project_points
+from nerfstudio_clipsketch.silhouettes import on_paper, training_silhouettes
 
 logger = logging.getLogger(__name__)
 
 MASK_SIZE = 256
 """Silhouettes and edges are carved at this many pixels across their longer side, whatever the photos' size."""
-
-
-def foreground_mask(image: Float[Tensor, "H W C"], background: Float[Tensor, "3"], tolerance: float = 0.1) -> Tensor:
-    """The object's pixels: alpha above 0.5 where the image has transparency, else a colour differing from the
-    background by more than ``tolerance`` in some channel."""
-    if image.shape[-1] == 4 and bool((image[..., 3] < 0.99).any()):
-        return image[..., 3] > 0.5
-    return (image[..., :3] - background.to(image)).abs().amax(-1) > tolerance
-
-
-def masks_separable(masks: Bool[Tensor, "N H W"], max_border: float = 0.05, min_views: float = 0.9) -> bool:
-    """Whether the masks look like an object on a uniform background: in most views, almost none of the border is
-    foreground and the object covers something but not everything."""
-    border = torch.cat([masks[:, 0], masks[:, -1], masks[:, :, 0], masks[:, :, -1]], dim=1).float().mean(1)
-    area = masks.float().mean((1, 2))
-    good = (border <= max_border) & (area > 1e-4) & (area < 0.9)
-    return bool(good.float().mean() >= min_views)
 
 
 def _resample(maps: Float[Tensor, "N H W"], size: int, mode: str = "area") -> Tensor:
@@ -355,24 +339,24 @@ def carve_hull(
     background: Float[Tensor, "3"],
     resolution: int = 128,
     min_score: float = 0.5,
+    masks: Optional[Sequence[Tensor]] = None,
 ) -> Tuple[Optional[VisualHull], str]:
     """The visual hull of the object in ``images`` (RGB or RGBA in [0, 1], seen by ``cameras``; RGB composited over
-    ``background``), within the cube around the point the cameras look at that every camera sees whole, or None and
-    the reason when there is none (no separable background, nothing left after carving)."""
+    ``background``), carved from the capture's object ``masks`` when it has them (:mod:`.silhouettes`), within the
+    cube around the point the cameras look at that every camera sees whole, or None and the reason when there is
+    none (no silhouettes, nothing left after carving)."""
     from nerfstudio_clipsketch.edge_maps import edge_map
 
+    silhouettes, source = training_silhouettes(images, background, masks)
+    if silhouettes is None:
+        return None, source
     cameras = cameras.reshape(-1).to("cpu")
     c2w = cameras.camera_to_worlds.float()
     centre = camera_axes_centre(c2w)
     half_fov = torch.atan(0.5 * torch.minimum(cameras.width, cameras.height).float() / cameras.fy.float()).min()
     half_size = float((c2w[:, :3, 3] - centre).norm(dim=-1).min() * torch.tan(half_fov))
-    images = [image.cpu().float() for image in images]
-    masks = torch.stack([foreground_mask(image, background.cpu()) for image in images])
-    if not masks_separable(masks):
-        return None, "the images' backgrounds are not uniform enough to separate the object"
-    flat = [im[..., :3] * im[..., 3:] + background * (1 - im[..., 3:]) if im.shape[-1] == 4 else im for im in images]
-    edges = [edge_map(image) for image in flat]
-    masks = _dilate(_resample(masks, MASK_SIZE) > 0.25, 1)
+    edges = [edge_map(image) for image in on_paper(images, background.cpu().float(), masks)]
+    masks = _dilate(_resample(silhouettes, MASK_SIZE) > 0.25, 1)
     edge_maps = _resample(torch.stack(edges), MASK_SIZE, mode="max")
     lo, hi = centre - half_size, centre + half_size
     # The coarse pass only bounds the object: its voxels' centres must not miss thin parts, so the silhouettes are

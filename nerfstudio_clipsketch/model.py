@@ -226,7 +226,7 @@ class ClipSketchModel(Model):
         inputs = TermInputs(
             rgb=outputs["rgb"],
             ink=outputs["accumulation"],
-            target=self.style.composite(batch["image"]),
+            target=self.style.composite(batch["image"], batch.get("mask")),
             keys=[(split, int(i)) for i in batch["image_idx"]] if "image_idx" in batch else None,
             ink_colour=self.style.color - self.style.background,
             generator=self.generator,
@@ -243,7 +243,7 @@ class ClipSketchModel(Model):
         """Target | sketch side by side, and the un-augmented CLIP terms and embedding similarity of the view
         (nerfstudio's evaluation hands one view, ``[H, W, *]``)."""
         guidance = self._require_guidance()
-        target, sketch = self.style.composite(batch["image"]), outputs["rgb"]
+        target, sketch = self.style.composite(batch["image"], batch.get("mask")), outputs["rgb"]
         losses = guidance.loss(sketch[None], target[None], augment=False)
         metrics = {name: float(value) for name, value in losses.items()}
         metrics["clip_similarity"] = float(guidance.similarity(sketch[None], target[None])[0])

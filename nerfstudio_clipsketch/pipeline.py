@@ -50,7 +50,9 @@ class ClipSketchPipeline(VanillaPipeline):
         outputs = self.datamanager.train_dataparser_outputs
         background = (outputs.metadata or {}).get("clipsketch_background")
         uniform = bool((outputs.metadata or {}).get("clipsketch_uniform_background", False))
-        if background is None and test_mode == "val":  # an explicit nerfstudio parser; a checkpoint restores it else
+        if outputs.mask_filenames:  # the masks separate the object: off them is paper, whatever the photos show
+            background, uniform = None, False
+        elif background is None and test_mode == "val":  # an explicit nerfstudio parser; else a checkpoint has it
             background, uniform = describe_background(outputs.image_filenames, outputs.alpha_color)
         if background is not None:
             background = torch.tensor(background, dtype=torch.float32)
@@ -77,18 +79,21 @@ class ClipSketchPipeline(VanillaPipeline):
     ) -> Tuple[Optional[VisualHull], str]:
         """The visual hull carved from the training views (or None and why), timed in the log; ``resolution``
         defaults to the model's ``hull_resolution``."""
-        dataset = self.datamanager.train_dataset
-        images = [cached["image"] for cached in self.datamanager.cached_train]
-        images = [image.float() / 255.0 if image.dtype == torch.uint8 else image for image in images]
+        dataset, cached = self.datamanager.train_dataset, self.datamanager.cached_train
+        images = [
+            view["image"].float() / 255.0 if view["image"].dtype == torch.uint8 else view["image"] for view in cached
+        ]
+        masks = [view["mask"] for view in cached] if all("mask" in view for view in cached) else None
         under = background if background is not None else self.model.style.backdrop().cpu()
         start = time.perf_counter()
         resolution = resolution or self.model.config.hull_resolution
-        hull, reason = carve_hull(dataset.cameras, images, under.float(), resolution)
+        hull, reason = carve_hull(dataset.cameras, images, under.float(), resolution, masks=masks)
         if hull is None:
             CONSOLE.log(f"clipsketch: no visual hull: {reason}")
         else:
             CONSOLE.log(
-                f"clipsketch: visual hull carved from {len(images)} views in {time.perf_counter() - start:.1f} s "
+                f"clipsketch: visual hull carved from {len(images)} {'masks' if masks else 'views'} in "
+                f"{time.perf_counter() - start:.1f} s "
                 f"({int(hull.occupancy.sum())} voxels, {len(hull.points)} on rims and creases; projected back, it "
                 f"covers {hull.fit:.0%} of the silhouettes)"
             )

@@ -144,9 +144,10 @@ class StrokeStyle(nn.Module):
         repaint = repaint and not torch.allclose(background.to(self.background), self.background, atol=0.02)
         self.photo_background = background.to(self.background).clone() if repaint else None
 
-    def composite(self, image: Tensor) -> Tensor:
+    def composite(self, image: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """Images (any leading shape; uint8 or float) as RGB in [0, 1], composited over the paper where they have
-        alpha, and with a uniform photo backdrop of another colour repainted (:meth:`fit`): the targets the strokes
+        alpha or outside their object ``mask`` (``[..., H, W, 1]``, nerfstudio's per-frame ``mask_path``: true on the
+        object), and with a uniform photo backdrop of another colour repainted (:meth:`fit`): the targets the strokes
         are compared with."""
         if image.dtype == torch.uint8:
             image = image.float() / 255.0
@@ -154,6 +155,8 @@ class StrokeStyle(nn.Module):
         if image.shape[-1] == 4:
             alpha = image[..., 3:4]
             image = image[..., :3] * alpha + self.background * (1.0 - alpha)
+        if mask is not None:
+            image = torch.where(mask.to(image.device).bool(), image, self.background)
         if self.photo_background is not None:
             alpha = photo_foreground(image, self.photo_background)
             image = image * alpha + self.background * (1.0 - alpha)

@@ -291,19 +291,25 @@ def test_a_cluttered_photo_has_no_uniform_backdrop(tmp_path: Path):
     assert not opaque_on_uniform_background(paths, estimate_background(paths))
 
 
-@pytest.mark.parametrize("problem", ["missing", "other size"])
+@pytest.mark.parametrize("problem", ["missing", "other size", "colour"])
 def test_a_bad_mask_is_one_message_naming_it(tmp_path: Path, problem):
-    """A capture's per-frame mask_path to a missing file, or to a mask of another size than its image: one message
-    before nerfstudio loads anything (its own errors: FileNotFoundError, 'Mask and image have different shapes')."""
+    """A capture's per-frame mask_path to a missing file, to a mask of another size than its image, or to a colour
+    image: one message before nerfstudio loads anything (its own errors: FileNotFoundError, 'Mask and image have
+    different shapes', 'The mask image should have 1 channel')."""
     make_nerfstudio_capture(tmp_path)
     meta = json.loads((tmp_path / "transforms.json").read_text())
     (tmp_path / "masks").mkdir()
     for i, frame in enumerate(meta["frames"]):
         frame["mask_path"] = f"masks/frame_{i:05d}.png"
         size = (SIZE // 2, SIZE) if (problem == "other size" and i == 3) else (SIZE, SIZE)
+        mode = "RGB" if (problem == "colour" and i == 3) else "L"
         if not (problem == "missing" and i == 3):
-            Image.new("L", size, 255).save(tmp_path / "masks" / f"frame_{i:05d}.png")
+            Image.new(mode, size, 255).save(tmp_path / "masks" / f"frame_{i:05d}.png")
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    expected = "frame_00003.png, does not exist" if problem == "missing" else "is 16x32 pixels but its image"
+    expected = {
+        "missing": "frame_00003.png, does not exist",
+        "other size": "is 16x32 pixels but its image",
+        "colour": r"frame_00003.png .* has 3 channels \(RGB\); a mask must be one channel",
+    }[problem]
     with pytest.raises(ClipSketchDataError, match=expected):
         ClipSketchDataParserConfig(data=tmp_path).setup().get_dataparser_outputs("train")

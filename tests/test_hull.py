@@ -11,9 +11,10 @@ from nerfstudio.cameras.cameras import Cameras
 
 from nerfstudio_clipsketch import curves
 from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.hull import VisualHull, carve_hull, fit_bezier, masks_separable, onto_ridges
+from nerfstudio_clipsketch.hull import VisualHull, carve_hull, fit_bezier, onto_ridges
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings, StrokeLifecycle
 from nerfstudio_clipsketch.rendering import render
+from nerfstudio_clipsketch.silhouettes import masks_separable
 from tests.helpers import look_at
 
 SIZE = 64

@@ -6,12 +6,14 @@ while the dataparser is set up, i.e. before training starts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from PIL import Image
 from torch import Tensor
 
@@ -73,15 +75,48 @@ def check_masks(images: Sequence[Path], masks: Sequence[Path], source: Optional[
             )
         try:
             with Image.open(mask_path) as mask, Image.open(image_path) as image:
-                mask_size, image_size = mask.size, image.size
+                mask_size, image_size, bands = mask.size, image.size, mask.getbands()
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... depending on the codec
             raise ClipSketchDataError(f"Mask {mask_path}{listed_in} cannot be read: {e}") from e
+        if len(bands) != 1:
+            raise ClipSketchDataError(
+                f"Mask {mask_path}{listed_in} has {len(bands)} channels ({''.join(bands)}); a mask must be one channel "
+                "(greyscale or 1-bit: white on the object, black where it is not), e.g. saved with PIL's convert('L')."
+            )
         if mask_size != image_size:
             raise ClipSketchDataError(
                 f"Mask {mask_path}{listed_in} is {mask_size[0]}x{mask_size[1]} pixels but its image {image_path.name} "
                 f"is {image_size[0]}x{image_size[1]}: a mask must have its image's size (white: the object, black: "
                 "ignored)."
             )
+
+
+def empty_masks(masks: Sequence[Path]) -> List[int]:
+    """The indices of the masks with no object pixel (all zero), which nerfstudio would train on as blank views."""
+    empty = []
+    for index, path in enumerate(masks):
+        with Image.open(path) as mask:
+            if mask.getbbox() is None:  # the bounding box of the non-zero pixels
+                empty.append(index)
+    return empty
+
+
+def without_views(outputs: DataparserOutputs, drop: Sequence[int]) -> DataparserOutputs:
+    """``outputs`` without the views ``drop`` (their images, masks, cameras and per-view metadata lists)."""
+    count, gone = len(outputs.image_filenames), set(drop)
+    keep = [index for index in range(count) if index not in gone]
+    metadata = {
+        key: [value[i] for i in keep] if isinstance(value, list) and len(value) == count else value
+        for key, value in outputs.metadata.items()
+    }
+    masks = outputs.mask_filenames
+    return dataclasses.replace(
+        outputs,
+        image_filenames=[outputs.image_filenames[i] for i in keep],
+        mask_filenames=[masks[i] for i in keep] if masks is not None else None,
+        cameras=outputs.cameras[torch.tensor(keep, dtype=torch.long)],
+        metadata=metadata,
+    )
 
 
 def _border_pixels(

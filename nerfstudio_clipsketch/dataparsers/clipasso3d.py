@@ -5,6 +5,7 @@ Layout::
     transforms_{train,val,test}.json   NeRF/Blender cameras (camera_angle_x, frames[].transform_matrix: OpenGL c2w)
     rgb/<split>/r_<i>.png              the images (``file_path`` says ``<split>/r_<i>``)
     world_pos/<split>/r_<i>.exr        optional per-pixel surface positions, used by evaluation
+    frames[].mask_path                 optional object masks (nerfstudio's convention, relative to the folder)
 
 The scene is moved into nerfstudio's usual frame: centred on the object (``object_position`` from the file, or the
 point closest to every training camera's optical axis) and scaled so that the farthest training camera lies
@@ -32,6 +33,7 @@ from nerfstudio_clipsketch.dataparsers import (
     IMAGE_SUFFIXES,
     ClipSketchDataError,
     check_images,
+    check_masks,
     describe_background,
     load_transforms,
 )
@@ -94,6 +96,19 @@ class Clipasso3dDataParser(DataParser):
             filenames.append(self.config.data / "rgb" / relative)
         return filenames
 
+    def _mask_filenames(self, meta: Dict[str, Any], path: Path) -> Optional[List[Path]]:
+        """The frames' object masks (nerfstudio's per-frame ``mask_path``, relative to the scene folder), if any
+        frame has one; then every frame must."""
+        frames = meta["frames"]
+        missing = [i for i, frame in enumerate(frames) if "mask_path" not in frame]
+        if len(missing) == len(frames):
+            return None
+        if missing:
+            raise ClipSketchDataError(
+                f"Frame {missing[0]} of {path} has no 'mask_path' but other frames do: give every frame a mask or none."
+            )
+        return [self.config.data / str(frame["mask_path"]).removeprefix("./") for frame in frames]
+
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         if split not in SPLITS:
             raise ClipSketchDataError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
@@ -134,6 +149,9 @@ class Clipasso3dDataParser(DataParser):
             raise ClipSketchDataError(f"camera_angle_x in {path} must be in (0, pi) radians, got {camera_angle_x}.")
         image_filenames = self._image_filenames(meta)
         check_images(image_filenames, source=path)
+        mask_filenames = self._mask_filenames(meta, path)
+        if mask_filenames is not None:
+            check_masks(image_filenames, mask_filenames, source=path)
         train_filenames = self._image_filenames(train_meta)
         if split != "train":  # the background is estimated from training images
             check_images(train_filenames, source=train_path)
@@ -175,6 +193,7 @@ class Clipasso3dDataParser(DataParser):
         transform = torch.cat([torch.eye(3), -torch.from_numpy(center).float()[:, None]], dim=1)
         return DataparserOutputs(
             image_filenames=image_filenames,
+            mask_filenames=mask_filenames,
             cameras=cameras,
             alpha_color=alpha_color,
             scene_box=scene_box,

@@ -227,7 +227,8 @@ def _view_section(
     for index in range(num_views):
         outputs = model.get_outputs_for_camera(dataset.cameras[index : index + 1])
         sketch, alpha = outputs["rgb"], outputs["accumulation"]
-        target = model.style.composite(dataset[index]["image"])
+        data = dataset[index]
+        target = model.style.composite(data["image"], data.get("mask"))
         if tuple(target.shape[:2]) != tuple(sketch.shape[:2]):
             raise ClipSketchDataError(
                 f"Test view {index}: the camera renders {tuple(sketch.shape[:2])} pixels but the image has "
