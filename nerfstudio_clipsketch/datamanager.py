@@ -15,6 +15,7 @@ from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
+from torch import Tensor
 
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, empty_masks, without_views
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
@@ -144,6 +145,16 @@ class ClipSketchDataManager(FullImageDatamanager):
             outputs = self._without_empty_masks(outputs, split)
             return self.dataset_type(dataparser_outputs=outputs, scale_factor=self.config.camera_res_scale_factor)
         raise ClipSketchDataError(f"No split of {self.config.data} can be read: {'; '.join(skipped)}")
+
+    def use_masks(self, masks: List[Tensor]) -> None:
+        """Give the training views object masks (``[H, W]`` each, true on the object) found for them, as a capture's
+        ``mask_path`` would (:mod:`nerfstudio_clipsketch.segmentation`)."""
+        if len(masks) != len(self.cached_train):
+            raise ValueError(f"{len(masks)} masks for {len(self.cached_train)} training views")
+        for view, mask in zip(self.cached_train, masks):
+            if tuple(mask.shape[:2]) != tuple(view["image"].shape[:2]):
+                raise ValueError(f"a mask of {tuple(mask.shape)} for an image of {tuple(view['image'].shape)}")
+            view["mask"] = mask.reshape(*mask.shape[:2], 1).bool().to(view["image"].device)
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         views = self.config.views_per_step

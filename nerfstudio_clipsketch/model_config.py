@@ -12,6 +12,7 @@ from nerfstudio.models.base_model import ModelConfig
 from nerfstudio_clipsketch.clip_guidance import ClipGuidanceConfig
 from nerfstudio_clipsketch.lifecycle import LifecycleSettings
 from nerfstudio_clipsketch.occlusion import OcclusionSettings
+from nerfstudio_clipsketch.segmentation import SegmentationError, parse_region
 from nerfstudio_clipsketch.strokes import parse_color
 from nerfstudio_clipsketch.symmetry import SymmetryError, parse_option
 from nerfstudio_clipsketch.terms.base import GuidanceTermConfig
@@ -59,6 +60,12 @@ class ClipSketchModelSettings(ModelConfig):
     across that axis through the point the cameras look at) or 'nx,ny,nz,d' (the plane nx*x + ny*y + nz*z = d, in
     nerfstudio's normalised frame). Off by default: tied, the built-in house and ABC-NEF improve, but two of three
     family parts measured lose F@0.02 (BENCHMARKS.md)."""
+    object_region: str = "auto"
+    """Where the object is in photos without masks or a uniform backdrop (e.g. a phone capture on a desk): 'auto'
+    (found where the cameras look, or on the capture's sparse points, then segmented in every view with OpenCV's
+    GrabCut: nerfstudio_clipsketch.segmentation), 'x,y,z,r' (a ball about x,y,z of radius r in nerfstudio's
+    normalised frame, the viewer's coordinates) or 'off' (no segmentation: no visual hull, strokes start on the
+    sparse points or in a ball)."""
     hull_resolution: int = 128
     """Voxels across the visual hull's grid (its longest side): finer finds thinner parts, costs cubically more."""
     init_radius: float = 0.3
@@ -118,6 +125,10 @@ class ClipSketchModelSettings(ModelConfig):
         for bad, message in problems:
             if bad:
                 raise ClipSketchConfigError(message)
+        try:
+            parse_region(self.object_region)
+        except SegmentationError as e:
+            raise ClipSketchConfigError(str(e)) from e
         try:
             parse_option(self.symmetry)
         except SymmetryError as e:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Tuple, Type
+from typing import List, Literal, Optional, Tuple, Type
 
 import torch
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
@@ -19,6 +19,9 @@ from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.dataparsers import describe_background
 from nerfstudio_clipsketch.hull import VisualHull, carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
+from nerfstudio_clipsketch.segmentation import describe as describe_found
+from nerfstudio_clipsketch.segmentation import find_object, parse_region
+from nerfstudio_clipsketch.silhouettes import training_silhouettes
 from nerfstudio_clipsketch.sketch import Sketch
 
 
@@ -60,6 +63,8 @@ class ClipSketchPipeline(VanillaPipeline):
         points = seed_points[0] if seed_points is not None else None
         hull, reason = None, "the run was not set up for training"
         if test_mode == "val" and self._wants_hull(points):
+            if not outputs.mask_filenames and self.find_object(background, points):
+                background, uniform = None, False  # the found silhouettes separate the object: off them is paper
             hull, reason = self.visual_hull(background)
         train_cameras = self.datamanager.train_dataset.cameras if hasattr(self.datamanager, "train_dataset") else None
         self.model.setup_from_data(outputs.cameras, background, points, hull, reason, uniform, train_cameras)
@@ -74,15 +79,38 @@ class ClipSketchPipeline(VanillaPipeline):
         uses = config.lifecycle.every > 0 or config.occlusion.density > 0 or config.ridges.weight > 0
         return config.init == "hull" or (config.init == "auto" and no_points) or uses
 
+    def find_object(self, background: Optional[Tensor], points: Optional[Tensor]) -> bool:
+        """When the training photos have no silhouettes (no masks, alpha or uniform backdrop), find the object in
+        them (:mod:`.segmentation`) and hand its silhouettes to the datamanager as masks; whether it did. The log says
+        what was found, or why nothing was looked for."""
+        setting = parse_region(self.model.config.object_region)
+        images = self._train_images()
+        under = background if background is not None else self.model.style.backdrop().cpu()
+        if setting == "off" or training_silhouettes(images, under.float())[0] is not None:
+            return False
+        found, why = find_object(
+            self.datamanager.train_dataset.cameras, images, points, None if setting == "auto" else setting
+        )
+        if found is None:
+            CONSOLE.log(f"clipsketch: no object found in the photos: {why}. Strokes start without a visual hull.")
+            return False
+        CONSOLE.log(f"clipsketch: {describe_found(found)}")
+        self.datamanager.use_masks(found.masks)
+        return True
+
+    def _train_images(self) -> List[Tensor]:
+        return [
+            view["image"].float() / 255.0 if view["image"].dtype == torch.uint8 else view["image"]
+            for view in self.datamanager.cached_train
+        ]
+
     def visual_hull(
         self, background: Optional[Tensor] = None, resolution: Optional[int] = None
     ) -> Tuple[Optional[VisualHull], str]:
         """The visual hull carved from the training views (or None and why), timed in the log; ``resolution``
         defaults to the model's ``hull_resolution``."""
         dataset, cached = self.datamanager.train_dataset, self.datamanager.cached_train
-        images = [
-            view["image"].float() / 255.0 if view["image"].dtype == torch.uint8 else view["image"] for view in cached
-        ]
+        images = self._train_images()
         masks = [view["mask"] for view in cached] if all("mask" in view for view in cached) else None
         under = background if background is not None else self.model.style.backdrop().cpu()
         start = time.perf_counter()
