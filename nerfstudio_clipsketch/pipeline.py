@@ -21,7 +21,7 @@ from nerfstudio_clipsketch.hull import VisualHull, carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
 from nerfstudio_clipsketch.segmentation import describe as describe_found
 from nerfstudio_clipsketch.segmentation import find_object, parse_region
-from nerfstudio_clipsketch.silhouettes import training_silhouettes
+from nerfstudio_clipsketch.silhouettes import alpha_silhouettes, training_silhouettes
 from nerfstudio_clipsketch.sketch import Sketch
 
 
@@ -86,7 +86,7 @@ class ClipSketchPipeline(VanillaPipeline):
         setting = parse_region(self.model.config.object_region)
         images = self._train_images()
         under = background if background is not None else self.model.style.backdrop().cpu()
-        if setting == "off" or training_silhouettes(images, under.float())[0] is not None:
+        if setting == "off" or training_silhouettes(images, under.float())[0] is not None or self._alpha() is not None:
             return False
         found, why = find_object(
             self.datamanager.train_dataset.cameras, images, points, None if setting == "auto" else setting
@@ -97,6 +97,10 @@ class ClipSketchPipeline(VanillaPipeline):
         CONSOLE.log(f"clipsketch: {describe_found(found)}")
         self.datamanager.use_masks(found.masks)
         return True
+
+    def _alpha(self) -> Optional[List[Tensor]]:
+        cached = self.datamanager.cached_train
+        return alpha_silhouettes(self.datamanager.train_dataset, [tuple(view["image"].shape[:2]) for view in cached])
 
     def _train_images(self) -> List[Tensor]:
         return [
@@ -111,7 +115,10 @@ class ClipSketchPipeline(VanillaPipeline):
         defaults to the model's ``hull_resolution``."""
         dataset, cached = self.datamanager.train_dataset, self.datamanager.cached_train
         images = self._train_images()
-        masks = [view["mask"] for view in cached] if all("mask" in view for view in cached) else None
+        masks, source = [view["mask"] for view in cached] if all("mask" in view for view in cached) else None, "masks"
+        if masks is None:
+            masks = self._alpha()
+            source = "alpha" if masks is not None else "colour against the backdrop"
         under = background if background is not None else self.model.style.backdrop().cpu()
         start = time.perf_counter()
         resolution = resolution or self.model.config.hull_resolution
@@ -120,7 +127,7 @@ class ClipSketchPipeline(VanillaPipeline):
             CONSOLE.log(f"clipsketch: no visual hull: {reason}")
         else:
             CONSOLE.log(
-                f"clipsketch: visual hull carved from {len(images)} {'masks' if masks else 'views'} in "
+                f"clipsketch: visual hull carved from {len(images)} views' {source} in "
                 f"{time.perf_counter() - start:.1f} s "
                 f"({int(hull.occupancy.sum())} voxels, {len(hull.points)} on rims and creases; projected back, it "
                 f"covers {hull.fit:.0%} of the silhouettes)"

@@ -4,7 +4,7 @@ They come from the first of these a capture has:
 
 - its object masks: nerfstudio's per-frame ``mask_path`` (the dataparser's ``mask_filenames``), white on the object;
   the user's word, taken as they are (a view whose mask is empty shows nothing of the object and is left out);
-- an alpha channel with transparency (rendered objects): alpha above 0.5;
+- an alpha channel with transparency (rendered objects): alpha above 0.5 (:func:`alpha_silhouettes`);
 - a uniform background (a studio backdrop, a render composited on white): the pixels whose colour differs from it,
   provided most views' borders are background (:func:`masks_separable`); photographs of a room are not separable.
 """
@@ -33,6 +33,19 @@ def masks_separable(masks: Bool[Tensor, "N H W"], max_border: float = 0.05, min_
     area = masks.float().mean((1, 2))
     good = (border <= max_border) & (area > 1e-4) & (area < 0.9)
     return bool(good.float().mean() >= min_views)
+
+
+def alpha_silhouettes(dataset, sizes: Sequence[Tuple[int, int]]) -> Optional[List[Tensor]]:
+    """Alpha above one half in every view of a nerfstudio ``InputDataset`` whose image files all have transparency
+    and the ``(height, width)`` they were loaded at (not undistorted since); else None. nerfstudio composites alpha
+    onto its ``alpha_color`` when it loads images, so a bright face on white would otherwise read as background."""
+    masks = []
+    for index, size in enumerate(sizes):
+        image = dataset.get_numpy_image(index)
+        if image.shape[-1] != 4 or tuple(image.shape[:2]) != tuple(size) or not bool((image[..., 3] < 255).any()):
+            return None
+        masks.append(torch.from_numpy(image[..., 3] > 127))
+    return masks
 
 
 def on_paper(

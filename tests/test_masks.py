@@ -126,3 +126,20 @@ def test_the_clipasso3d_layout_reads_mask_paths_and_refuses_them_on_some_frames_
     path.write_text(json.dumps(meta))
     with pytest.raises(ClipSketchDataError, match="Frame 1 of .* has no 'mask_path' but other frames do"):
         Clipasso3dDataParserConfig(data=tmp_path).setup().get_dataparser_outputs("train")
+
+
+def test_a_bright_part_on_transparent_alpha_is_carved_from_its_alpha(tiny_clip_config, tmp_path, capsys):
+    """Issue 26's bright hex nut: nerfstudio composites RGBA onto white, where a near-white face reads as background;
+    the hull is carved from the files' alpha instead."""
+    from tests.helpers import make_blender_scene
+
+    make_blender_scene(tmp_path)
+    for path in tmp_path.glob("*/r_*.png"):
+        rgba = np.asarray(Image.open(path)).copy()
+        rgba[..., :3] = np.where(rgba[..., 3:] > 0, 250, 0)
+        Image.fromarray(rgba).save(path)
+    pipeline = pipeline_for(tmp_path, tiny_clip_config)
+    hull, why = pipeline.visual_hull(resolution=32)
+    assert hull is not None and hull.fit > 0.9, why
+    log = console_text(capsys.readouterr().out)
+    assert "views' alpha" in log and "object found" not in log
