@@ -1,14 +1,17 @@
-"""Object masks on a cluttered capture (issue 27, item 1): the shared rose pasted onto real photographs, trained
-without its masks and with them (nerfstudio's per-frame ``mask_path``), beside the rose on its own black backdrop.
+"""Object masks and the object found on a cluttered capture (issue 27, items 1 and 2): the shared rose pasted onto
+real photographs, beside the rose on its own black backdrop.
 
-The clutter is scikit-image's bundled photographs (astronaut, coffee, cat, rocket, motorcycle: no download), one
-random crop per view, so no background colour separates the rose in any view. Its masks are the pixels whose
-``world_pos`` is non-zero, exact. The clutter scene keeps the rose's ``world_pos``, so ``clipsketch-eval`` scores it
-against the same surface (precision@1 %, coverage@2 %, foreground touch) as the rose itself.
+Runs (:data:`VARIANTS`): the rose itself; the clutter without masks, with the object search off (as before issue
+27) and on (the default); the clutter with its masks (nerfstudio's per-frame ``mask_path``). The clutter is
+scikit-image's bundled photographs (astronaut, coffee, cat, rocket, motorcycle: no download), one random crop per
+view, so no background colour separates the rose in any view. Its masks are the pixels whose ``world_pos`` is
+non-zero, exact. The clutter scene keeps the rose's ``world_pos``, so ``clipsketch-eval`` scores it against the same
+surface (precision@1 %, coverage@2 %, foreground touch: the share of ink on the object) as the rose itself.
 
 Each run is :mod:`benchmarks.bench_sketch`'s default (seed 42, random RN101, CPU, 16 strokes, stopped once settled,
-``--steps`` the cap), one after the other. ``<output>/masks.md`` holds the table, ``<output>/<variant>.png`` the
-sketch over its training view 0 as the camera saw it (clutter included), and the hull line of each run's log.
+``--steps`` the cap), one after the other. ``<output>/masks.md`` holds the table and what each run's log said about
+the object and its hull, ``<output>/<variant>.png`` the target, the sketch, and the sketch over training view 0 as
+the camera saw it (clutter included).
 
 Usage::
 
@@ -32,7 +35,13 @@ from nerfstudio_clipsketch.evaluation.references import read_exr
 
 ROSE = bench_sketch.DATA / "clipasso3d" / "rose"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle")
-VARIANTS = ("rose", "clutter", "clutter-masks")
+VARIANTS = {
+    "rose": [],  # the shared scene on its black backdrop
+    "clutter-off": ["--pipeline.model.object-region", "off"],  # before issue 27: no masks, nothing found
+    "clutter": [],  # no masks: the object found (segmentation.py)
+    "clutter-masks": [],  # the exact masks as mask_path
+}
+"""The runs: the scene each is trained on is the part of its name before any ``-off``, and its extra flags."""
 
 
 def photographs() -> list:
@@ -76,15 +85,16 @@ def cluttered_rose(out: Path, masks: bool, seed: int = 0) -> Path:
 
 
 def hull_line(log: Path) -> str:
-    """What the run's log said about the visual hull (carved, or why not)."""
+    """What the run's log said about the object and the visual hull (found, carved, or why not)."""
     text = re.sub(r"\s+", " ", log.read_text(errors="replace"))
-    found = re.search(r"clipsketch: (visual hull carved.*?silhouettes\)|no visual hull: [^.]*)", text)
-    return found.group(1) if found else "(no hull line)"
+    said = re.findall(r"clipsketch: (object found \(.*?on average|no object found[^.]*|visual hull carved.*?"
+                      r"silhouettes\)|no visual hull: [^.]*)", text)  # fmt: skip
+    return "; ".join(said) if said else "(no hull line)"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--output", type=Path, default=Path("/tmp/bench_masks"))
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more ns-train flags for every run")
@@ -97,9 +107,10 @@ def main(argv=None) -> None:
     }
     lines, hulls = [bench_sketch.HEADER], []
     for variant in args.variants:
-        bench_sketch.SCENES[variant] = {"data": scenes[variant], "curves": bench_sketch.SCENES["rose"]["curves"]}
+        scene = scenes[variant.removesuffix("-off")]
+        bench_sketch.SCENES[variant] = {"data": scene, "curves": bench_sketch.SCENES["rose"]["curves"]}
         start = time.perf_counter()
-        run_dir = bench_sketch.train(variant, "default", args.steps, args.output, args.extra)
+        run_dir = bench_sketch.train(variant, "default", args.steps, args.output, VARIANTS[variant] + args.extra)
         seconds = time.perf_counter() - start
         report = bench_sketch.evaluate(run_dir)
         bench_sketch.picture(run_dir)
