@@ -126,7 +126,8 @@ def initial_curves(
     ``init_length``): ``'points'`` on the dataparser's 3D points, ``'hull'`` traced along the visual hull's
     rims and creases (:meth:`~nerfstudio_clipsketch.hull.VisualHull.trace_strokes`, topped up with short strokes at
     random scored points), ``'sphere'`` in a ball of ``radius`` around the point the cameras look at, ``'auto'``
-    points, else hull, else sphere; ``radius`` and ``length`` are fractions of the median camera distance.
+    hull, else points, else sphere (a cluttered capture's sparse points lie on the whole room, its hull on the
+    object); ``radius`` and ``length`` are fractions of the median camera distance.
 
     Raises:
         InitialisationError: ``'points'`` without points, ``'hull'`` without a hull.
@@ -142,9 +143,6 @@ def initial_curves(
             "init='points' needs 3D points from the dataparser (e.g. a COLMAP capture with sparse points); "
             "this dataset has none. Use --pipeline.model.init sphere."
         )
-    if method == "points" or (method == "auto" and has_points):
-        cp = points_init(points, num_curves, degree, length * distance, generator)  # type: ignore[arg-type]
-        return InitialCurves((cp - centre) / distance, centre, distance, "points")
     if method == "hull" and hull is None:
         raise InitialisationError(
             f"init='hull' needs a visual hull, but {no_hull_reason}. Use --pipeline.model.init sphere."
@@ -152,5 +150,8 @@ def initial_curves(
     if hull is not None and method in ("hull", "auto"):
         cp = hull_init(hull, num_curves, degree, length * distance, generator)
         return InitialCurves((cp - centre) / distance, centre, distance, "hull")
+    if method == "points" or (method == "auto" and has_points):
+        cp = points_init(points, num_curves, degree, length * distance, generator)  # type: ignore[arg-type]
+        return InitialCurves((cp - centre) / distance, centre, distance, "points")
     cp = sphere_init(num_curves, degree, torch.zeros(3), radius, length, generator)
     return InitialCurves(cp, centre, distance, "sphere")

@@ -50,9 +50,10 @@ class ClipSketchModelSettings(ModelConfig):
     repainted white, as CLIPasso does; else the photos' own), 'black', 'white', '#rrggbb' or 'r,g,b'."""
     init: Literal["auto", "hull", "sphere", "points"] = "auto"
     """Initial strokes: 'hull' (traced along the rims and creases of the visual hull carved from the training
-    silhouettes; needs an object on a uniform background), 'points' (on the dataparser's 3D points, e.g. COLMAP's
-    sparse cloud), 'sphere' (random short strokes in a ball around the point the cameras look at, the ancestor's) or
-    'auto' (points, else hull, else sphere)."""
+    silhouettes: masks, alpha, a uniform background or the object found in the photos), 'points' (on the
+    dataparser's 3D points, e.g. COLMAP's sparse cloud), 'sphere' (random short strokes in a ball around the point
+    the cameras look at, the ancestor's) or 'auto' (hull, else points, else sphere: a cluttered capture's sparse
+    points lie on the whole room, its hull on the object)."""
     symmetry: str = "off"
     """Mirror symmetry: strokes tied in mirrored pairs across a plane, so only about half the control points are
     learned and the sketch stays symmetric: 'auto' (the plane that best mirrors the visual hull, or the 3D points,

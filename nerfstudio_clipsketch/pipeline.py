@@ -72,12 +72,11 @@ class ClipSketchPipeline(VanillaPipeline):
             self.ensure_guidance()
 
     def _wants_hull(self, points) -> bool:
-        """The hull starts the strokes (init 'hull', or 'auto' without 3D points), re-seeds them, hides them and holds
-        them on its ridges."""
+        """The hull starts the strokes (init 'hull' or 'auto'), re-seeds them, hides them and holds them on its
+        ridges."""
         config = self.model.config
-        no_points = points is None or len(points) == 0
         uses = config.lifecycle.every > 0 or config.occlusion.density > 0 or config.ridges.weight > 0
-        return config.init == "hull" or (config.init == "auto" and no_points) or uses
+        return config.init in ("hull", "auto") or uses
 
     def find_object(self, background: Optional[Tensor], points: Optional[Tensor]) -> bool:
         """When the training photos have no silhouettes (no masks, alpha or uniform backdrop), find the object in

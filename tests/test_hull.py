@@ -63,6 +63,24 @@ def test_a_hull_carved_from_a_spheres_silhouettes_lies_within_a_voxel_of_it():
     assert bool(hull.occupied(torch.zeros(1, 3))) and not bool(hull.occupied(torch.full((1, 3), 0.9)))
 
 
+def test_auto_starts_on_the_hull_before_a_captures_sparse_points():
+    """A cluttered capture's COLMAP points lie on the whole room; its hull (from masks or the found object) on the
+    object, so 'auto' starts there, and on the points only without a hull."""
+    from nerfstudio_clipsketch.initialisation import initial_curves
+    from nerfstudio_clipsketch.model_config import ClipSketchModelSettings
+
+    cameras, radius = sphere_cameras(), 0.8
+    hull, why = carve_hull(cameras, list(sphere_images(cameras, radius)), torch.zeros(3), resolution=32)
+    assert hull is not None, why
+    room = torch.rand(500, 3, generator=torch.Generator().manual_seed(0)) * 6 - 3
+    config, c2w = ClipSketchModelSettings(num_curves=8), cameras.camera_to_worlds
+    start = initial_curves(config, c2w, torch.Generator().manual_seed(0), room, hull)
+    assert start.method == "hull"
+    world = start.control_points * start.distance + start.centre
+    assert float(world.norm(dim=-1).max()) < radius + 3 * hull.voxel_size
+    assert initial_curves(config, c2w, torch.Generator().manual_seed(0), room, None).method == "points"
+
+
 def test_a_point_on_the_hull_sees_the_cameras_on_its_side_and_not_those_behind_the_object():
     cameras, radius = sphere_cameras(), 0.8
     hull, why = carve_hull(cameras, list(sphere_images(cameras, radius)), torch.zeros(3), resolution=48)
