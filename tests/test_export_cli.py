@@ -52,7 +52,7 @@ def _ply_xyz(path) -> np.ndarray:
 
 def test_export_all_writes_every_format_and_says_where(exported):
     out, stdout = exported
-    for name in ["sketch.json", "curves.ply", "curves.obj", "tubes.ply", "view_0000.svg"]:
+    for name in ["sketch.json", "curves.ply", "curves.obj", "tubes.ply", "view_0000.svg", "sketch.usda"]:
         assert (out / name).is_file(), name
         assert str(out / name) in stdout, name
 
@@ -187,6 +187,7 @@ def test_each_subcommand_writes_its_format(trained_run, pipeline, tmp_path):
         (["obj", "--samples-per-curve", "5"], "curves.obj"),
         (["mesh", "--format", "obj", "--samples-per-curve", "5", "--sides", "4"], "tubes.obj"),
         (["svg", "--samples-per-curve", "5"], "view_0000.svg"),
+        (["usd", "--cameras", "train"], "sketch.usda"),
     ]
     for args, name in cases:
         command = tyro.cli(export_script.Commands, args=[args[0], *common, *args[1:]])

@@ -256,3 +256,20 @@ def test_a_capture_on_a_black_backdrop_is_drawn_on_white_paper_and_its_hull_stil
     torch.testing.assert_close(pipeline.model.style.background, torch.ones(3))
     hull, why = pipeline.visual_hull(resolution=32)
     assert hull is not None, why
+
+
+def test_thin_edges_keep_a_crease_and_thin_smooth_shading_to_lines():
+    """A cylinder's shading across its width: edge_map marks most of it as edges, a band that made the whole surface
+    of a thin round part score as a ridge; thin_edges keeps one-pixel lines where the shading is steepest (which
+    move over the surface from view to view, so they do not add up on the hull) and the crease, one pixel wide."""
+    from nerfstudio_clipsketch.edge_maps import edge_map, thin_edges
+
+    image = torch.full((96, 96, 3), 0.3)
+    across = torch.linspace(-1, 1, 40)
+    image[:, 8:48] = (0.3 + 0.65 * torch.cos(math.pi * across / 2) ** 2)[None, :, None]  # the cylinder, shaded
+    image[:, 48:80] = 0.65  # a face meeting it at a crease
+    band = edge_map(image)[20:76].gt(0.3).float().mean(0)  # rows away from the borders
+    thin = thin_edges(image)[20:76].sum(0)
+    assert int((band[8:47] == 1).sum()) >= 24
+    assert int((thin[8:47] > 0).sum()) <= 2
+    assert int((thin[46:51] > 0).sum()) == 1 and float(thin[46:51].max()) == 56

@@ -1,4 +1,4 @@
-"""``clipsketch-export``: write a trained sketch as JSON, polylines, tube meshes or per-camera SVG drawings.
+"""``clipsketch-export``: write a trained sketch as JSON, polylines, tube meshes, per-camera SVG drawings or USD.
 
 Like nerfstudio's ``ns-export``, one subcommand per format, each reading a run's ``config.yml``::
 
@@ -7,6 +7,7 @@ Like nerfstudio's ``ns-export``, one subcommand per format, each reading a run's
     clipsketch-export obj  --load-config ... --output-dir exports/                      # curves.obj
     clipsketch-export mesh --load-config ... --output-dir exports/ --format obj         # tubes.obj
     clipsketch-export svg  --load-config ... --output-dir exports/ --cameras all        # view_0000.svg, ...
+    clipsketch-export usd  --load-config ... --output-dir exports/                      # sketch.usda (usd-core)
     clipsketch-export all  --load-config ... --output-dir exports/                      # all of the above
 
 The formats and frames (JSON and SVG in nerfstudio's normalised frame, PLY/OBJ/mesh in the capture's dataset
@@ -34,6 +35,7 @@ from nerfstudio_clipsketch.exporters.files import (
 )
 from nerfstudio_clipsketch.exporters.meshes import tube_mesh
 from nerfstudio_clipsketch.exporters.svg import write_sketch_svg
+from nerfstudio_clipsketch.exporters.usd import UsdMissingError, pxr_modules, write_sketch_usd
 from nerfstudio_clipsketch.pipeline import ClipSketchPipeline
 from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, cli, load_run
 from nerfstudio_clipsketch.sketch import Sketch
@@ -187,9 +189,38 @@ class ExportSvg(SketchExporter):
 
 
 @dataclass
+class ExportUsd(SketchExporter):
+    """The sketch as Pixar USD curves (sketch.usda): one BasisCurves prim, cubic Bézier strokes exactly as trained, the
+    stroke width and colour, and the capture's cameras, in dataset coordinates. Needs usd-core."""
+
+    cameras: Literal["test", "train", "all", "none"] = "all"
+    """Which of the capture's cameras to add as USD cameras."""
+    samples_per_curve: int = 100
+    """Points per stroke where strokes of degree 4 or more are written as polylines (other degrees are exact)."""
+
+    def check_options(self) -> None:
+        super().check_options()
+        try:
+            pxr_modules()
+        except UsdMissingError as e:
+            raise ScriptError(str(e)) from e
+
+    def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
+        datamanager, cameras = pipeline.datamanager, {}
+        if self.cameras in ("train", "all"):
+            cameras["train"] = datamanager.train_dataset.cameras  # type: ignore[attr-defined]
+        if self.cameras in ("test", "all"):
+            cameras[datamanager.test_split] = datamanager.eval_dataset.cameras  # type: ignore[attr-defined]
+        path = self.output_dir / "sketch.usda"
+        how = write_sketch_usd(path, sketch, cameras, self.samples_per_curve)
+        count = sum(len(c.reshape(-1)) for c in cameras.values())
+        _wrote(f"{sketch.num_curves} strokes ({how}) and {count} cameras", path)
+
+
+@dataclass
 class ExportAll(SketchExporter):
-    """Every format at once, loading the run once: sketch.json, curves.ply, curves.obj, tubes.<mesh-format> and
-    view_<i>.svg."""
+    """Every format at once, loading the run once: sketch.json, curves.ply, curves.obj, tubes.<mesh-format>,
+    view_<i>.svg and (with usd-core) sketch.usda."""
 
     samples_per_curve: int = 100
     """Points per curve of the polylines, tubes and SVG paths."""
@@ -210,6 +241,11 @@ class ExportAll(SketchExporter):
             ExportMesh(**paths, format=self.mesh_format, samples_per_curve=n, sides=self.sides),
             ExportSvg(**paths, cameras=self.cameras, samples_per_curve=n),
         ]
+        try:
+            pxr_modules()
+            exporters.append(ExportUsd(**paths, samples_per_curve=n))
+        except UsdMissingError:
+            CONSOLE.print("[yellow]No sketch.usda: USD export needs usd-core (pip install usd-core).", highlight=False)
         for exporter in exporters:
             exporter.write(pipeline, sketch)
 
@@ -221,6 +257,7 @@ Commands = tyro.conf.FlagConversionOff[
         Annotated[ExportPolylinesObj, tyro.conf.subcommand(name="obj")],
         Annotated[ExportMesh, tyro.conf.subcommand(name="mesh")],
         Annotated[ExportSvg, tyro.conf.subcommand(name="svg")],
+        Annotated[ExportUsd, tyro.conf.subcommand(name="usd")],
         Annotated[ExportAll, tyro.conf.subcommand(name="all")],
     ]
 ]
