@@ -43,7 +43,10 @@ def strokes_of(path):
 
 def test_cubic_strokes_round_trip_exactly_with_their_width_and_colour(tmp_path):
     sketch = a_sketch()
+    write_sketch_usd(tmp_path / "sketch.usda", a_sketch(count=3))
+    held = Usd.Stage.Open(str(tmp_path / "sketch.usda"))  # still open in this process: writing again must work
     write_sketch_usd(tmp_path / "sketch.usda", sketch)
+    del held
     stage, curves = strokes_of(tmp_path / "sketch.usda")
     assert curves.GetTypeAttr().Get() == UsdGeom.Tokens.cubic and curves.GetBasisAttr().Get() == UsdGeom.Tokens.bezier
     assert list(curves.GetCurveVertexCountsAttr().Get()) == [4] * 32

@@ -65,7 +65,7 @@ def write_sketch_usd(
     Gf, Sdf, Usd, UsdGeom, Vt = pxr_modules()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Usd.Stage.CreateNew(str(path))
+    stage = Usd.Stage.CreateInMemory()  # exported at the end: overwrites a file there, whatever USD has loaded
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
     UsdGeom.SetStageMetersPerUnit(stage, 1.0)
     root = UsdGeom.Xform.Define(stage, "/Sketch")
@@ -104,7 +104,8 @@ def write_sketch_usd(
     )
     for split, split_cameras in (cameras or {}).items():
         _write_cameras(stage, sketch, split, split_cameras)
-    stage.GetRootLayer().Save()
+    if not stage.GetRootLayer().Export(str(path)):
+        raise OSError(f"USD could not write {path}")
     return how
 
 
