@@ -3,8 +3,9 @@
 When the training views have silhouettes (object masks, an alpha channel, or a uniform background:
 :mod:`.silhouettes`), every voxel of a grid around the point the cameras look at that projects outside the object in
 some view is carved away (:func:`carve`: vectorised, coarse then fine). The remaining
-voxels' surface is scored by how consistently it projects onto edges of the training images (:func:`edge_scores`):
-silhouette rims and creases score high in many views, flat interiors low. :class:`VisualHull` keeps the well-scored
+voxels' surface is scored by how consistently it projects onto edges of the training images (:func:`edge_scores`, on
+Canny's one-pixel edges, :func:`~nerfstudio_clipsketch.edge_maps.thin_edges`): silhouette rims and creases score high
+in many views, flat interiors low, and so do smooth round surfaces, whose shading gives no consistent edge. :class:`VisualHull` keeps the well-scored
 surface points, pulled onto the middle of the bands they form along each edge (:func:`onto_ridges`), and
 :meth:`VisualHull.trace_strokes` grows strokes along them: each new stroke starts at the scored point farthest from
 the strokes so far and follows the ridge of scored points both ways until it turns a corner or runs out, then becomes
@@ -345,7 +346,7 @@ def carve_hull(
     ``background``), carved from the capture's object ``masks`` when it has them (:mod:`.silhouettes`), within the
     cube around the point the cameras look at that every camera sees whole, or None and the reason when there is
     none (no silhouettes, nothing left after carving)."""
-    from nerfstudio_clipsketch.edge_maps import edge_map
+    from nerfstudio_clipsketch.edge_maps import thin_edges
 
     silhouettes, source = training_silhouettes(images, background, masks)
     if silhouettes is None:
@@ -355,7 +356,7 @@ def carve_hull(
     centre = camera_axes_centre(c2w)
     half_fov = torch.atan(0.5 * torch.minimum(cameras.width, cameras.height).float() / cameras.fy.float()).min()
     half_size = float((c2w[:, :3, 3] - centre).norm(dim=-1).min() * torch.tan(half_fov))
-    edges = [edge_map(image) for image in on_paper(images, background.cpu().float(), masks)]
+    edges = [thin_edges(image) for image in on_paper(images, background.cpu().float(), masks)]
     masks = _dilate(_resample(silhouettes, MASK_SIZE) > 0.25, 1)
     edge_maps = _resample(torch.stack(edges), MASK_SIZE, mode="max")
     lo, hi = centre - half_size, centre + half_size
