@@ -2,11 +2,11 @@
 
 When the training views have silhouettes (object masks, an alpha channel, or a uniform background:
 :mod:`.silhouettes`), every voxel of a grid around the point the cameras look at that projects outside the object in
-some view is carved away (:func:`carve`: vectorised, coarse then fine). The remaining
-voxels' surface is scored by how consistently it projects onto edges of the training images (:func:`edge_scores`, on
-Canny's one-pixel edges, :func:`~nerfstudio_clipsketch.edge_maps.thin_edges`): silhouette rims and creases score high
-in many views, flat interiors low, and so do smooth round surfaces, whose shading gives no consistent edge. :class:`VisualHull` keeps the well-scored
-surface points, pulled onto the middle of the bands they form along each edge (:func:`onto_ridges`), and
+some view is carved away (:func:`carve`: vectorised, coarse then fine). The remaining voxels' surface is scored by how
+consistently it projects onto edges of the training images (:func:`edge_scores`, on Canny's one-pixel edges,
+:func:`~nerfstudio_clipsketch.edge_maps.thin_edges`): silhouette rims and creases score high in many views, flat
+interiors low, and so do smooth round surfaces, whose shading gives no consistent edge. :class:`VisualHull` keeps the
+well-scored surface points, pulled onto the middle of the bands they form along each edge (:func:`onto_ridges`), and
 :meth:`VisualHull.trace_strokes` grows strokes along them: each new stroke starts at the scored point farthest from
 the strokes so far and follows the ridge of scored points both ways until it turns a corner or runs out, then becomes
 a Bézier curve fitted to its trace. Isolated points (specks of noise on the hull) get no stroke.

@@ -186,7 +186,7 @@ def test_each_subcommand_writes_its_format(trained_run, pipeline, tmp_path):
         (["ply", "--samples-per-curve", "5", "--encoding", "ascii"], "curves.ply"),
         (["obj", "--samples-per-curve", "5"], "curves.obj"),
         (["mesh", "--format", "obj", "--samples-per-curve", "5", "--sides", "4"], "tubes.obj"),
-        (["svg", "--samples-per-curve", "5"], "view_0000.svg"),
+        (["svg", "--samples-per-curve", "5", "--hidden", "dashed"], "view_0000.svg"),
         (["usd", "--cameras", "train"], "sketch.usda"),
     ]
     for args, name in cases:

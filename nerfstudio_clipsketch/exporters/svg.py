@@ -12,17 +12,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Optional
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from nerfstudio_clipsketch.cameras import project_points
 from nerfstudio_clipsketch.exporters import as_numpy
 from nerfstudio_clipsketch.sketch import PathLike, Sketch
 from nerfstudio_clipsketch.strokes import check_rgb
+
+if TYPE_CHECKING:
+    from nerfstudio_clipsketch.hull import VisualHull
+
+HiddenLines = Literal["drop", "dashed", "show"]
+"""What a drawing does with the parts of strokes the object hides: leave them out, dash them, or draw them."""
 
 
 def _hex(rgb: Sequence[float]) -> str:
@@ -52,8 +58,10 @@ def write_svg(
     stroke_color: Sequence[float] = (0.0, 0.0, 0.0),
     background: Sequence[float] = (1.0, 1.0, 1.0),
     opacity: float = 1.0,
+    dashed: Optional[Sequence[bool]] = None,
 ) -> int:
-    """Write one camera's drawing as an SVG: a background rect and one ``<path>`` per visible curve.
+    """Write one camera's drawing as an SVG: a background rect and one ``<path>`` per visible curve (``dashed``
+    ones, e.g. hidden lines, with a dash pattern of twice their width).
 
     Each curve is a polyline of projected samples (``M x y L x y ...``; a perspective image of a Bézier is not a
     Bézier). Rows that are not finite lift the pen, so a curve that passes behind the camera becomes several
@@ -94,7 +102,8 @@ def write_svg(
         if hi[0] < 0 or hi[1] < 0 or lo[0] > width or lo[1] > height:
             continue
         d = " ".join("M " + " L ".join(f"{x:.3f} {y:.3f}" for x, y in run.tolist()) for run in runs)
-        paths.append(f'  <path d="{d}" stroke-width="{w:.4g}"/>')
+        dash = f' stroke-dasharray="{2 * w:.4g} {2 * w:.4g}"' if dashed is not None and dashed[i] else ""
+        paths.append(f'  <path d="{d}" stroke-width="{w:.4g}"{dash}/>')
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{width}" height="{height}" '
@@ -121,8 +130,14 @@ def write_sketch_svg(
     height: int,
     samples_per_curve: int = 100,
     near_plane: float = 0.01,
+    hidden: Optional[Bool[Tensor, "num_curves samples_per_curve"]] = None,
+    hidden_lines: HiddenLines = "drop",
 ) -> int:
     """Draw ``sketch`` as seen by one camera into an SVG (see :func:`write_svg`).
+
+    ``hidden`` marks the samples the object hides from this camera (:func:`hidden_samples`); they are left out
+    (``hidden_lines`` ``drop``, the pen lifts), drawn dashed and half as wide (``dashed``, as technical drawings
+    show hidden edges), or drawn like the rest (``show``).
 
     Curves are sampled evenly in arc length in the normalised frame and projected with
     :func:`~nerfstudio_clipsketch.cameras.project_points`;
@@ -154,13 +169,28 @@ def write_sketch_svg(
     K_np = as_numpy(K)
     widths = math.sqrt(K_np[0, 0] * K_np[1, 1]) * sketch.stroke_width / mean_depth
     order = np.argsort(-mean_depth, kind="stable")
+    curves, curve_widths, dashed = [pixels[i] for i in order], [float(widths[i]) for i in order], [False] * num_curves
+    if hidden is not None and hidden_lines != "show":
+        behind = as_numpy(hidden).astype(bool)[order]
+        seen = [np.where(~behind[k, :, None], curve, np.nan) for k, curve in enumerate(curves)]
+        if hidden_lines == "dashed":  # hidden parts first (under the rest), dashed and half as wide
+            unseen = [np.where(behind[k, :, None], curve, np.nan) for k, curve in enumerate(curves)]
+            seen, curve_widths = unseen + seen, [0.5 * w for w in curve_widths] + curve_widths
+            dashed = [True] * num_curves + dashed
+        curves = seen
     return write_svg(
-        path,
-        [pixels[i] for i in order],
-        [float(widths[i]) for i in order],
-        width,
-        height,
-        sketch.stroke_color,
-        sketch.background,
-        opacity=sketch.opacity,
+        path, curves, curve_widths, width, height, sketch.stroke_color, sketch.background, sketch.opacity, dashed
     )
+
+
+def hidden_samples(
+    sketch: Sketch, hull: "VisualHull", camera_to_world: Float[Tensor, "3 4"], samples_per_curve: int = 100
+) -> Bool[Tensor, "num_curves samples_per_curve"]:
+    """Which of the sketch's samples (as :func:`write_sketch_svg` draws them) the object hides from a camera: its
+    visual hull lies between them and the camera (:meth:`~nerfstudio_clipsketch.hull.VisualHull.visible`, from a few
+    voxels off the sample, so a stroke on the surface does not hide itself)."""
+    from nerfstudio.cameras.cameras import Cameras
+
+    points = sketch.polylines(samples_per_curve, frame="normalised").reshape(-1, 3)
+    one = Cameras(camera_to_worlds=camera_to_world[None].float(), fx=1.0, fy=1.0, cx=0.5, cy=0.5, width=1, height=1)
+    return ~hull.visible(points.float(), one)[0].reshape(sketch.num_curves, samples_per_curve)

@@ -6,7 +6,7 @@ Like nerfstudio's ``ns-export``, one subcommand per format, each reading a run's
     clipsketch-export ply  --load-config ... --output-dir exports/                      # curves.ply
     clipsketch-export obj  --load-config ... --output-dir exports/                      # curves.obj
     clipsketch-export mesh --load-config ... --output-dir exports/ --format obj         # tubes.obj
-    clipsketch-export svg  --load-config ... --output-dir exports/ --cameras all        # view_0000.svg, ...
+    clipsketch-export svg  --load-config ... --output-dir exports/ --hidden dashed      # view_0000.svg, ...
     clipsketch-export usd  --load-config ... --output-dir exports/                      # sketch.usda (usd-core)
     clipsketch-export all  --load-config ... --output-dir exports/                      # all of the above
 
@@ -34,7 +34,7 @@ from nerfstudio_clipsketch.exporters.files import (
     write_polylines_ply,
 )
 from nerfstudio_clipsketch.exporters.meshes import tube_mesh
-from nerfstudio_clipsketch.exporters.svg import write_sketch_svg
+from nerfstudio_clipsketch.exporters.svg import HiddenLines, hidden_samples, write_sketch_svg
 from nerfstudio_clipsketch.exporters.usd import UsdMissingError, pxr_modules, write_sketch_usd
 from nerfstudio_clipsketch.pipeline import ClipSketchPipeline
 from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, cli, load_run
@@ -155,9 +155,17 @@ class ExportSvg(SketchExporter):
     """Which cameras to draw: the test split, the training split, or both (training cameras first)."""
     samples_per_curve: int = 100
     """Polyline points per curve."""
+    hidden: HiddenLines = "drop"
+    """Stroke parts the object hides from a camera (behind its visual hull): 'drop' them, draw them 'dashed' and
+    thinner (as technical drawings show hidden edges), or 'show' them like the rest (every stroke, as if the object
+    were glass). Captures without a visual hull show everything, and say so."""
 
     def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
-        datamanager = pipeline.datamanager
+        datamanager, hull = pipeline.datamanager, None
+        if self.hidden != "show":
+            hull, why = pipeline.visual_hull()
+            if hull is None:
+                CONSOLE.print(f"[yellow]Every stroke is drawn (no visual hull to hide them: {escape(why)}).")
         splits: list[Cameras] = []
         if self.cameras in ("train", "all"):
             splits.append(datamanager.train_dataset.cameras)  # type: ignore[attr-defined]
@@ -169,6 +177,8 @@ class ExportSvg(SketchExporter):
             viewmats = get_viewmats(cams.camera_to_worlds)
             Ks = cams.get_intrinsics_matrices()
             for i in range(len(cams)):
+                n = self.samples_per_curve
+                hidden = hidden_samples(sketch, hull, cams.camera_to_worlds[i], n) if hull is not None else None
                 write_sketch_svg(
                     self.output_dir / f"view_{index:04d}.svg",
                     sketch,
@@ -176,7 +186,9 @@ class ExportSvg(SketchExporter):
                     Ks[i],
                     int(cams.width[i]),
                     int(cams.height[i]),
-                    samples_per_curve=self.samples_per_curve,
+                    samples_per_curve=n,
+                    hidden=hidden,
+                    hidden_lines=self.hidden,
                 )
                 index += 1
         if index == 0:
@@ -230,6 +242,8 @@ class ExportAll(SketchExporter):
     """Vertices per tube ring (at least 3)."""
     cameras: Literal["test", "train", "all"] = "test"
     """Cameras to draw SVGs for: the test split, the training split, or both (training cameras first)."""
+    hidden: HiddenLines = "drop"
+    """SVGs: stroke parts the object hides, 'drop'ped, 'dashed' or 'show'n."""
 
     def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         paths = {"load_config": self.load_config, "output_dir": self.output_dir}
@@ -239,7 +253,7 @@ class ExportAll(SketchExporter):
             ExportPolylinesPly(**paths, samples_per_curve=n),
             ExportPolylinesObj(**paths, samples_per_curve=n),
             ExportMesh(**paths, format=self.mesh_format, samples_per_curve=n, sides=self.sides),
-            ExportSvg(**paths, cameras=self.cameras, samples_per_curve=n),
+            ExportSvg(**paths, cameras=self.cameras, samples_per_curve=n, hidden=self.hidden),
         ]
         try:
             pxr_modules()
