@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -341,12 +341,16 @@ def carve_hull(
     resolution: int = 128,
     min_score: float = 0.5,
     masks: Optional[Sequence[Tensor]] = None,
+    edges: Optional[Callable[[Tensor], Tensor]] = None,
 ) -> Tuple[Optional[VisualHull], str]:
     """The visual hull of the object in ``images`` (RGB or RGBA in [0, 1], seen by ``cameras``; RGB composited over
     ``background``), carved from the capture's object ``masks`` when it has them (:mod:`.silhouettes`), within the
     cube around the point the cameras look at that every camera sees whole, or None and the reason when there is
-    none (no silhouettes, nothing left after carving)."""
+    none (no silhouettes, nothing left after carving). Its surface is scored on ``edges`` of the images (default
+    :func:`~nerfstudio_clipsketch.edge_maps.thin_edges`; ``benchmarks/bench_starts.py`` compares others)."""
     from nerfstudio_clipsketch.edge_maps import thin_edges
+
+    edges = edges or thin_edges
 
     silhouettes, source = training_silhouettes(images, background, masks)
     if silhouettes is None:
@@ -356,9 +360,9 @@ def carve_hull(
     centre = camera_axes_centre(c2w)
     half_fov = torch.atan(0.5 * torch.minimum(cameras.width, cameras.height).float() / cameras.fy.float()).min()
     half_size = float((c2w[:, :3, 3] - centre).norm(dim=-1).min() * torch.tan(half_fov))
-    edges = [thin_edges(image) for image in on_paper(images, background.cpu().float(), masks)]
+    on_edges = [edges(image) for image in on_paper(images, background.cpu().float(), masks)]
     masks = _dilate(_resample(silhouettes, MASK_SIZE) > 0.25, 1)
-    edge_maps = _resample(torch.stack(edges), MASK_SIZE, mode="max")
+    edge_maps = _resample(torch.stack(on_edges), MASK_SIZE, mode="max")
     lo, hi = centre - half_size, centre + half_size
     # The coarse pass only bounds the object: its voxels' centres must not miss thin parts, so the silhouettes are
     # widened by a coarse voxel's size in pixels (at the nearest camera).
