@@ -77,3 +77,18 @@ def test_hidden_parts_are_dropped_dashed_or_shown(tmp_path):
     assert len(dashes) == 3 and len(solid) == drawn["drop"][0]
     assert max(float(p.get("stroke-width")) for p in dashes) < min(float(p.get("stroke-width")) for p in solid)
     assert np.isclose(points(dashes) + points(solid), points(drawn["show"][1]), atol=12)
+
+
+def test_a_wire_in_front_hides_nothing_but_a_wall_does():
+    """The hull of a wireframe drawing (the built-in house) is wires: a stroke behind one is not hidden; behind a
+    wall as thick as a few voxels it is."""
+    size = 1.0 / VOXELS
+    origin = torch.full((3,), -0.5 + size / 2)
+    occupancy = torch.zeros(VOXELS, VOXELS, VOXELS, dtype=torch.bool)
+    hull = VisualHull(occupancy, origin, size, torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3), torch.zeros(0))
+    sketch = Sketch(control_points=torch.tensor([[[0.0, -0.4, 0.0], [0.0, -0.4, 0.0]]]), degree=1, stroke_width=0.01)
+    camera = look_at([0.0, 3.0, 0.0])  # the stroke is a point at y = -0.4, seen from +y through y = 0
+    occupancy[:, VOXELS // 2, :] = True  # a one-voxel sheet at y = 0 (a wire's thickness)
+    assert not bool(hidden_samples(sketch, hull, camera, 2).any())
+    occupancy[:, VOXELS // 2 : VOXELS // 2 + 6, :] = True  # six voxels thick
+    assert bool(hidden_samples(sketch, hull, camera, 2).all())
