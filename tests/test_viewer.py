@@ -254,3 +254,31 @@ def test_splines_appear_follow_the_curves_and_hide(viser_server):
     model.viewer_curves_width.value = 6.0
     model.viewer_curves_width.cb_hook(model.viewer_curves_width)
     wait_for(lambda: all(m.line_width == 6.0 for m in live_splines(viser_server).values()))
+
+
+def test_ns_viewer_on_a_finished_run_shows_the_sketch_and_its_splines(trained_run, tmp_path):
+    """``ns-viewer --load-config <run>/config.yml`` (issue 25): what its ``_start_viewer`` builds, minus the endless
+    wait: the checkpoint's curves are drawn as splines on the viewer's server as soon as it starts, and a frame
+    rendered for the viewer shows the strokes."""
+    import threading
+
+    from nerfstudio.utils.eval_utils import eval_setup
+    from nerfstudio.viewer.viewer import Viewer
+
+    config, pipeline, _, step = eval_setup(trained_run, test_mode="test")
+    config.viewer.websocket_port = free_port()
+    viewer = Viewer(config.viewer, tmp_path / "viewer_log.txt", tmp_path, pipeline, train_lock=threading.Lock())
+    try:
+        model = pipeline.model
+        splines = model.sketch_splines
+        wait_for(lambda: set(live_splines(viewer.viser_server)) == set(splines.node_names))
+        message = live_splines(viewer.viser_server)[splines.node_names[0]]
+        knots = torch.tensor(message.positions, dtype=torch.float64)[None]
+        handles = torch.tensor(message.control_points, dtype=torch.float64)[None]
+        drawn = viser_spline_points(knots, handles, T)[0] / VISER_NERFSTUDIO_SCALE_RATIO
+        expected = curves.evaluate(model.world_control_points().detach().double().cpu(), T)[0]
+        torch.testing.assert_close(drawn, expected)
+        frame = model.get_outputs_for_camera(pipeline.datamanager.train_dataset.cameras[0:1])
+        assert float(frame["accumulation"].max()) > 0.5  # ink in the frame the viewer would show
+    finally:
+        viewer.viser_server.stop()
