@@ -167,3 +167,20 @@ def test_training_finds_the_object_in_a_cluttered_capture_unless_told_not_to(
     target = model.style.composite(batch["image"], batch["mask"])
     off = ~batch["mask"][..., 0]
     assert bool((target[off] == 1.0).all()) and 0.02 < float(batch["mask"].float().mean()) < 0.3
+
+
+def test_sparse_points_fit_the_region_to_the_object_not_the_room():
+    """A COLMAP-style cloud: a dense cluster on the object (off the cameras' focus) and points all over a room; the
+    region is centred on the cluster and about its size, not the room's."""
+    from nerfstudio_clipsketch.segmentation import estimate_region
+
+    generator = torch.Generator().manual_seed(0)
+    cameras = orbit()
+    on_object = torch.randn(400, 3, generator=generator) * 0.15 + torch.tensor([0.2, -0.1, 0.0])
+    room = (torch.rand(300, 3, generator=generator) - 0.5) * 8
+    centre, radius, source = estimate_region(cameras, torch.cat([on_object, room]))
+    assert source == "sparse points"
+    assert float((centre - torch.tensor([0.2, -0.1, 0.0])).norm()) < 0.1
+    assert 0.2 < radius < 0.8
+    _, without, source = estimate_region(cameras)
+    assert source == "the cameras" and without > radius
