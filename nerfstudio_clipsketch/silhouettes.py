@@ -39,13 +39,20 @@ def alpha_silhouettes(dataset, sizes: Sequence[Tuple[int, int]]) -> Optional[Lis
     """Alpha above one half in every view of a nerfstudio ``InputDataset`` whose image files all have transparency
     and the ``(height, width)`` they were loaded at (not undistorted since); else None. nerfstudio composites alpha
     onto its ``alpha_color`` when it loads images, so a bright face on white would otherwise read as background."""
-    masks = []
-    for index, size in enumerate(sizes):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def alpha(index: int) -> Optional[Tensor]:
         image = dataset.get_numpy_image(index)
-        if image.shape[-1] != 4 or tuple(image.shape[:2]) != tuple(size) or not bool((image[..., 3] < 255).any()):
+        if image.shape[-1] != 4 or tuple(image.shape[:2]) != tuple(sizes[index]):
             return None
-        masks.append(torch.from_numpy(image[..., 3] > 127))
-    return masks
+        return torch.from_numpy(image[..., 3] > 127) if bool((image[..., 3] < 255).any()) else None
+
+    first = alpha(0) if len(sizes) else None
+    if first is None:  # photos without transparency: one file read, not all
+        return None
+    with ThreadPoolExecutor(max_workers=2) as pool:  # decoding releases the GIL, as nerfstudio's own caching does
+        rest = list(pool.map(alpha, range(1, len(sizes))))
+    return None if any(mask is None for mask in rest) else [first, *rest]
 
 
 def on_paper(
