@@ -77,11 +77,18 @@ def _lookup(maps: Tensor, uv: Tensor, depth: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def carve(
-    cameras: Cameras, masks: Bool[Tensor, "N H W"], lo: Tensor, hi: Tensor, resolution: int, chunk: int = 1 << 18
+    cameras: Cameras,
+    masks: Bool[Tensor, "N H W"],
+    lo: Tensor,
+    hi: Tensor,
+    resolution: int,
+    chunk: int = 1 << 18,
+    misses: int = 0,
 ) -> Tuple[Bool[Tensor, "X Y Z"], Tensor, float]:
     """Occupancy of a grid over the box ``[lo, hi]`` whose longest side has ``resolution`` voxels: a voxel stays when
-    it projects onto the object in every view that sees it, and at least half the views see it. Returns the grid,
-    the centre of its first voxel and the voxel size."""
+    it projects onto the object in every view that sees it but at most ``misses`` (0: every view, the visual hull;
+    more for silhouettes found by a segmenter, which some views get wrong), and at least half the views see it.
+    Returns the grid, the centre of its first voxel and the voxel size."""
     size = float((hi - lo).max()) / resolution
     dims = [max(1, int(math.ceil(float(hi[i] - lo[i]) / size))) for i in range(3)]
     axes = [lo[i] + (torch.arange(dims[i]) + 0.5) * size for i in range(3)]
@@ -90,12 +97,13 @@ def carve(
     for start in range(0, centres.shape[0], chunk):
         # View by view, only the voxels no earlier view carved: most of the box goes in the first few views.
         index = torch.arange(start, min(start + chunk, centres.shape[0]))
-        seen = torch.zeros(len(index))
+        seen, missed = torch.zeros(len(index)), torch.zeros(len(index))
         for view in range(len(masks)):
             uv, depth = _project(centres[index], cameras[view : view + 1], scale)
             on_object, in_view = _lookup(masks[view : view + 1], uv, depth)
-            stays = ~in_view[0] | on_object[0]
-            index, seen = index[stays], seen[stays] + in_view[0, stays].float()
+            missed = missed + (in_view[0] & ~on_object[0]).float()
+            stays = missed <= misses
+            index, seen, missed = index[stays], seen[stays] + in_view[0, stays].float(), missed[stays]
         keep[index] = seen >= 0.5 * len(masks)
     return keep.reshape(dims), centres[0], size
 
@@ -342,12 +350,14 @@ def carve_hull(
     min_score: float = 0.5,
     masks: Optional[Sequence[Tensor]] = None,
     edges: Optional[Callable[[Tensor], Tensor]] = None,
+    misses: float = 0.0,
 ) -> Tuple[Optional[VisualHull], str]:
     """The visual hull of the object in ``images`` (RGB or RGBA in [0, 1], seen by ``cameras``; RGB composited over
     ``background``), carved from the capture's object ``masks`` when it has them (:mod:`.silhouettes`), within the
     cube around the point the cameras look at that every camera sees whole, or None and the reason when there is
     none (no silhouettes, nothing left after carving). Its surface is scored on ``edges`` of the images (default
-    :func:`~nerfstudio_clipsketch.edge_maps.thin_edges`; ``benchmarks/bench_starts.py`` compares others)."""
+    :func:`~nerfstudio_clipsketch.edge_maps.thin_edges`; ``benchmarks/bench_starts.py`` compares others). A voxel
+    may project off the silhouettes in a share ``misses`` of the views (0: none, the visual hull of exact masks)."""
     from nerfstudio_clipsketch.edge_maps import thin_edges
 
     edges = edges or thin_edges
@@ -370,13 +380,14 @@ def carve_hull(
     pixels_per_unit = float(cameras.fy.max()) * masks.shape[1] / float(cameras.height[0])
     nearest = float((c2w[:, :3, 3] - centre).norm(dim=-1).min() - half_size)
     widen = int(math.ceil(2.0 * half_size / coarse_resolution * pixels_per_unit / max(nearest, 1e-6)))
-    coarse, origin, size = carve(cameras, _dilate(masks, widen), lo, hi, coarse_resolution)
+    allowed = int(misses * len(masks))
+    coarse, origin, size = carve(cameras, _dilate(masks, widen), lo, hi, coarse_resolution, misses=allowed)
     occupied = coarse.nonzero()
     if len(occupied) == 0:
         return None, "no voxel projects onto the object in every view (are the cameras and images consistent?)"
     lo = origin + (occupied.min(0).values - 1.5) * size
     hi = origin + (occupied.max(0).values + 1.5) * size
-    occupancy, origin, size = carve(cameras, masks, lo, hi, resolution)
+    occupancy, origin, size = carve(cameras, masks, lo, hi, resolution, misses=allowed)
     if not bool(occupancy.any()):
         return None, "no voxel projects onto the object in every view (are the cameras and images consistent?)"
     shell_indices = surface(occupancy).nonzero()

@@ -11,7 +11,8 @@ An object-centric capture looks at one thing from around it. :func:`find_object`
    background), on the photo scaled to :data:`SEGMENT_SIZE` pixels.
 3. **Agreement**: a voxel of the ball's box is kept when most views that see it put it on the object (a vote, so one
    bad segmentation does not carve the object away), the largest connected piece is kept, and each view is segmented
-   again seeded with that piece's projection; the silhouettes are the new segmentation within it.
+   again seeded with that piece's projection; the views vote again on those, and each view's silhouette is its new
+   segmentation within the projection of what they agree on (that projection itself where GrabCut lost the object).
 
 The silhouettes then serve as a capture's own masks would (:mod:`.silhouettes`): the visual hull, its ridges and
 occlusion, and the targets' background painted as paper. Captures whose cameras do not surround one point
@@ -220,9 +221,19 @@ def find_object(
         return None, f"no part of the region ({_describe(centre, radius, source)}) is the object in most views"
     hull = _drawn(voxels, size, cameras, shape, grow=0)
     margin = _drawn(voxels, size, cameras, shape, grow=max(2, SEGMENT_SIZE // 64)).numpy()
-    second = [_grabcut(s, h, m) & h for s, h, m in zip(small, hull.numpy(), margin)]
+    second = torch.from_numpy(np.stack([_grabcut(s, h, m) for s, h, m in zip(small, hull.numpy(), margin)]))
+    # The views vote again on the sharper segmentations; each view's silhouette is its segmentation within the
+    # agreed piece's projection, or that projection where GrabCut lost the object (an empty view would carve the
+    # whole hull away).
+    agreed, agreed_size = _vote(second & hull, cameras, centre, 1.3 * radius)
+    if len(agreed) > 0:
+        voxels, size = agreed, agreed_size
+    agreed_views = _drawn(voxels, size, cameras, shape, grow=0)
+    sharp = second & agreed_views
+    failed = sharp.flatten(1).sum(1) < 0.5 * agreed_views.flatten(1).sum(1)  # GrabCut lost the object there
+    silhouettes = torch.where(failed[:, None, None], agreed_views, sharp).numpy()
     masks = []
-    for view, image in zip(second, images):
+    for view, image in zip(silhouettes, images):
         full = cv2.resize(view.astype(np.uint8) * 255, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
         masks.append(torch.from_numpy(full > 127))
     return FoundObject(centre, radius, source, masks, time.perf_counter() - start), "found"
