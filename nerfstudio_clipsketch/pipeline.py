@@ -105,8 +105,12 @@ class ClipSketchPipeline(VanillaPipeline):
         return True
 
     def _alpha(self) -> Optional[List[Tensor]]:
-        cached = self.datamanager.cached_train
-        return alpha_silhouettes(self.datamanager.train_dataset, [tuple(view["image"].shape[:2]) for view in cached])
+        """The training views' alpha silhouettes (:func:`.silhouettes.alpha_silhouettes`), read from the files once."""
+        if not hasattr(self, "_alpha_masks"):
+            cached = self.datamanager.cached_train
+            sizes = [tuple(view["image"].shape[:2]) for view in cached]
+            self._alpha_masks = alpha_silhouettes(self.datamanager.train_dataset, sizes)
+        return self._alpha_masks
 
     def _train_images(self) -> List[Tensor]:
         return [

@@ -33,7 +33,8 @@ from jaxtyping import Bool, Float
 from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
-from nerfstudio_clipsketch.cameras import get_viewmats, look_at_centre, project_points
+from nerfstudio_clipsketch.cameras import look_at_centre
+from nerfstudio_clipsketch.hull import _project, carve
 
 SEGMENT_SIZE = 192
 """Photos are segmented at this many pixels across their longer side, whatever their size."""
@@ -139,11 +140,8 @@ def _grabcut(image: np.ndarray, likely: np.ndarray, possible: np.ndarray, iterat
 
 
 def _pixels(points: Tensor, cameras: Cameras, shape: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
-    """Pixel coordinates ``[N, M, 2]`` of ``points`` in images scaled to ``shape`` ``(h, w)``, and their depths."""
-    Ks = cameras.get_intrinsics_matrices().float()
-    Ks[:, 0] *= shape[1] / cameras.width.float()
-    Ks[:, 1] *= shape[0] / cameras.height.float()
-    return project_points(points.float(), get_viewmats(cameras.camera_to_worlds.float()), Ks)
+    """Pixel coordinates ``[N, M, 2]`` of ``points`` in the views scaled to ``shape`` ``(h, w)``, and their depths."""
+    return _project(points.float(), cameras, shape[0] / float(cameras.height.reshape(-1)[0]))
 
 
 def _ball_masks(centre: Tensor, radius: float, cameras: Cameras, shape: Tuple[int, int], grow: float) -> Tensor:
@@ -157,24 +155,18 @@ def _ball_masks(centre: Tensor, radius: float, cameras: Cameras, shape: Tuple[in
 
 
 def _vote(masks: Tensor, cameras: Cameras, centre: Tensor, radius: float, share: float = 0.8) -> Tuple[Tensor, float]:
-    """The voxels ``[M, 3]`` of the ball's box that at least ``share`` of the views seeing them put on the object (the
-    largest connected piece), and the voxel size."""
+    """The voxels ``[M, 3]`` of the ball's box on the object in all views but a ``1 - share`` of them (the visual
+    hull's carving, allowing misses), the largest connected piece, and the voxel size."""
     from scipy import ndimage
 
-    size = 2.0 * radius / GRID
-    axis = (torch.arange(GRID) + 0.5) * size - radius
-    grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3) + centre
-    uv, depth = _pixels(grid, cameras, tuple(masks.shape[1:]))
-    col, row = uv[..., 0].floor().long(), uv[..., 1].floor().long()
-    seen = (depth > 0) & (col >= 0) & (col < masks.shape[2]) & (row >= 0) & (row < masks.shape[1])
-    views = torch.arange(len(masks))[:, None].expand_as(col)
-    on = masks[views, row.clamp(0, masks.shape[1] - 1), col.clamp(0, masks.shape[2] - 1)] & seen
-    keep = (on.sum(0) >= share * seen.sum(0)) & (seen.sum(0) >= 0.5 * len(masks))
-    labels, count = ndimage.label(keep.reshape(GRID, GRID, GRID).numpy())
+    box = torch.full((3,), float(radius))
+    misses = int((1.0 - share) * len(masks))
+    occupancy, origin, size = carve(cameras, masks, centre - box, centre + box, GRID, misses=misses)
+    labels, count = ndimage.label(occupancy.numpy())
     if count == 0:
-        return grid[:0], size
+        return torch.zeros(0, 3), size
     largest = 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(labels), labels, range(1, count + 1))))
-    return grid[torch.from_numpy(labels.reshape(-1) == largest)], size
+    return torch.from_numpy(np.argwhere(labels == largest)).float() * size + origin, size
 
 
 def _drawn(voxels: Tensor, size: float, cameras: Cameras, shape: Tuple[int, int], grow: int) -> Tensor:
