@@ -218,10 +218,11 @@ class VisualHull:
         return float((idx.max(0).values - idx.min(0).values + 1).norm()) * self.voxel_size
 
     @torch.no_grad()
-    def visible(self, points: Tensor, cameras: Cameras, start: float = 3.0) -> Tensor:
-        """``[C, N]``: whether each point sees each camera past the hull: no occupied voxel on the segment toward the
-        camera, from ``start`` voxels away (a point on the surface must not hide itself) to where it leaves the
-        hull's box. Points on the object's far side are hidden; its rims and creases facing a camera are not."""
+    def visible(self, points: Tensor, cameras: Cameras, start: float = 3.0, thickness: int = 1) -> Tensor:
+        """``[C, N]``: whether each point sees each camera past the hull: fewer than ``thickness`` occupied voxels on
+        the segment toward the camera, from ``start`` voxels away (a point on the surface must not hide itself) to
+        where it leaves the hull's box. Points on the object's far side are hidden; its rims and creases facing a
+        camera are not."""
         p = points.detach().float()  # on the points' device: no host sync in the training step
         origins = cameras.reshape(-1).camera_to_worlds[:, :3, 3].to(p)
         steps = torch.arange(start, start + 2.0 * max(self.occupancy.shape), 1.0, device=p.device) * self.voxel_size
@@ -232,7 +233,7 @@ class VisualHull:
             ray = p[:, None] + (towards / distance)[:, None] * steps[None, :, None]  # [N, K, 3]
             before_camera = steps[None, :] < distance
             blocked = self.occupied(ray.reshape(-1, 3)).reshape(ray.shape[:2]) & before_camera
-            rows.append(~blocked.any(-1))
+            rows.append(blocked.sum(-1) < thickness)
         return torch.stack(rows)
 
     def occupied(self, points: Tensor) -> Tensor:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
-import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
@@ -189,23 +188,14 @@ def hidden_samples(
     hull: "VisualHull",
     camera_to_world: Float[Tensor, "3 4"],
     samples_per_curve: int = 100,
-    start: float = 3.0,
     thickness: int = 4,
 ) -> Bool[Tensor, "num_curves samples_per_curve"]:
-    """Which of the sketch's samples (as :func:`write_sketch_svg` draws them) the object hides from a camera: on the
-    segment toward the camera, from ``start`` voxels off the sample (so a stroke on the surface does not hide itself)
-    to the camera, at least ``thickness`` of the visual hull's voxels are occupied (marching one voxel at a time). A
-    wire, or the hull of a wireframe drawing, is thinner than that and hides nothing; a solid's far side is hidden."""
+    """Which of the sketch's samples (as :func:`write_sketch_svg` draws them) the object hides from a camera: at
+    least ``thickness`` of the visual hull's voxels lie on their way to it
+    (:meth:`~nerfstudio_clipsketch.hull.VisualHull.visible`). A wire, or the hull of a wireframe drawing, is thinner
+    than that and hides nothing; a solid's far side is hidden."""
+    from nerfstudio.cameras.cameras import Cameras
+
     points = sketch.polylines(samples_per_curve, frame="normalised").reshape(-1, 3).float()
-    camera = camera_to_world[:3, 3].float()
-    towards = camera - points
-    distance = towards.norm(dim=-1, keepdim=True)
-    reach = float(distance.max()) / hull.voxel_size
-    steps = torch.arange(start, max(start + 1.0, reach), 1.0) * hull.voxel_size
-    blocked = torch.zeros(len(points), dtype=torch.long)
-    for first in range(0, len(steps), 64):  # memory bounded: 64 steps of every sample at a time
-        part = steps[first : first + 64]
-        ray = points[:, None] + (towards / distance)[:, None] * part[None, :, None]
-        inside = hull.occupied(ray.reshape(-1, 3)).reshape(ray.shape[:2]) & (part[None, :] < distance)
-        blocked += inside.sum(-1)
-    return (blocked >= thickness).reshape(sketch.num_curves, samples_per_curve)
+    one = Cameras(camera_to_worlds=camera_to_world[None].float(), fx=1.0, fy=1.0, cx=0.5, cy=0.5, width=1, height=1)
+    return ~hull.visible(points, one, thickness=thickness)[0].reshape(sketch.num_curves, samples_per_curve)
