@@ -17,6 +17,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from nerfstudio_clipsketch.strokes import onto_paper
+
 
 def foreground_mask(image: Float[Tensor, "H W C"], background: Float[Tensor, "3"], tolerance: float = 0.1) -> Tensor:
     """The object's pixels: alpha above 0.5 where the image has transparency, else a colour differing from the
@@ -60,15 +62,10 @@ def on_paper(
 ) -> List[Tensor]:
     """The images as RGB over ``background``: transparent pixels composited over it and, with ``masks``, everything
     off the object painted with it (so edges are only the object's and its outline's)."""
-    flat = []
-    for index, image in enumerate(images):
-        image = image.cpu().float()
-        if image.shape[-1] == 4:
-            image = image[..., :3] * image[..., 3:] + background * (1 - image[..., 3:])
-        if masks is not None:
-            image = torch.where(masks[index].cpu().reshape(*image.shape[:2], 1).bool(), image, background)
-        flat.append(image)
-    return flat
+    return [
+        onto_paper(image.cpu().float(), background, None if masks is None else masks[i].reshape(*image.shape[:2], 1))
+        for i, image in enumerate(images)
+    ]
 
 
 def training_silhouettes(

@@ -98,6 +98,17 @@ def photo_foreground(
     return ((deviation - low) / (high - low)).clamp(0.0, 1.0)
 
 
+def onto_paper(image: Tensor, paper: Float[Tensor, "3"], mask: Optional[Tensor] = None) -> Tensor:
+    """An image (``[..., H, W, 3 or 4]`` in [0, 1]) as RGB: transparent pixels composited over ``paper`` and, with an
+    object ``mask`` (``[..., H, W, 1]``, true on the object), everything off the object painted with it."""
+    if image.shape[-1] == 4:
+        alpha = image[..., 3:4]
+        image = image[..., :3] * alpha + paper * (1.0 - alpha)
+    if mask is not None:
+        image = torch.where(mask.to(image.device).bool(), image, paper)
+    return image
+
+
 class StrokeStyle(nn.Module):
     """How a model's strokes look, as persistent buffers (a checkpoint restores them exactly): the width in stroke
     pixels (the unit of ``--pipeline.model.stroke-width`` and of the viewer's slider) beside the size of one stroke
@@ -151,12 +162,7 @@ class StrokeStyle(nn.Module):
         are compared with."""
         if image.dtype == torch.uint8:
             image = image.float() / 255.0
-        image = image.to(self.background.device)
-        if image.shape[-1] == 4:
-            alpha = image[..., 3:4]
-            image = image[..., :3] * alpha + self.background * (1.0 - alpha)
-        if mask is not None:
-            image = torch.where(mask.to(image.device).bool(), image, self.background)
+        image = onto_paper(image.to(self.background.device), self.background, mask)
         if self.photo_background is not None:
             alpha = photo_foreground(image, self.photo_background)
             image = image * alpha + self.background * (1.0 - alpha)
