@@ -82,6 +82,7 @@ class StrokeLifecycle:
         scene_size: the length that ``min_length`` and ``duplicate_radius`` are fractions of (world units).
         new_length: length of a stroke re-seeded without a hull (world units).
         hull: where new strokes start, when the scene has one.
+        centre: where they start when no stroke is kept and there is no hull (the scene's centre; default the origin).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class StrokeLifecycle:
         new_length: float,
         hull: Optional["VisualHull"] = None,
         generator: Optional[torch.Generator] = None,
+        centre: Optional[Tensor] = None,
     ) -> None:
         self.settings = settings
         self.cameras = cameras.reshape(-1).to("cpu")
@@ -100,6 +102,7 @@ class StrokeLifecycle:
         self.hull = hull
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.total_reseeded = 0
+        self.centre = torch.zeros(3) if centre is None else centre.detach().cpu().float().reshape(3)
 
     def find(self, control_points: Tensor) -> Dict[str, Tensor]:
         """Which strokes of ``control_points`` (world frame) to re-seed, by reason."""
@@ -127,12 +130,13 @@ class StrokeLifecycle:
         """``count`` new strokes (world frame), away from the kept strokes ``[K, D+1, 3]``."""
         samples = curves.evaluate(keep.double(), torch.linspace(0, 1, 64, dtype=torch.double)).reshape(-1, 3).float()
         strokes = []
+        starts = samples if len(samples) else self.centre[None]  # every stroke re-seeded: around the scene's centre
         if self.hull is not None:
             strokes = self.hull.trace_strokes(
                 count, degree, max_length=4.0 * self.new_length, short_length=self.new_length, existing=samples
             )
         while len(strokes) < count:
-            centre = samples[int(torch.randint(len(samples), (1,), generator=self.generator))]
+            centre = starts[int(torch.randint(len(starts), (1,), generator=self.generator))]
             direction = torch.randn(3, generator=self.generator)
             direction = direction / direction.norm()
             steps = torch.linspace(-0.5, 0.5, degree + 1)[:, None]

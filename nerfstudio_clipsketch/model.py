@@ -113,7 +113,9 @@ class ClipSketchModel(Model):
         self.init_method = start.method
         if cfg.lifecycle.every > 0:
             size, new_length = hull.diagonal if hull is not None else start.distance, cfg.init_length * start.distance
-            self.lifecycle = StrokeLifecycle(cfg.lifecycle, self.train_cameras, size, new_length, hull, self.generator)
+            self.lifecycle = StrokeLifecycle(
+                cfg.lifecycle, self.train_cameras, size, new_length, hull, self.generator, start.centre
+            )
         self.resample_gaussians()
         sigma, paper = float(self.style.sigma()), self.style.background.tolist()
         logger.info(f"clipsketch: {len(start.control_points)} {start.method} curves, sigma {sigma:.4g}, paper {paper}")

@@ -129,3 +129,29 @@ def test_a_sweep_stopped_and_rerun_skips_finished_runs_and_a_bad_setting_fails_a
             assert row["image"].endswith(f"step_{STEPS - 1:09d}.png") and (shown == np.asarray(frame)).all()
         else:
             assert tuple(shown[-1, -1]) == COLOURS.empty
+
+
+def test_keep_best_stops_poor_seeds_early_and_a_rerun_leaves_them_stopped(tiny_clip_config, tmp_path):
+    """4 seeds, the best kept: one run at a time (--num-cpus 1), so seeds meet the first rung (6 of 30 steps) in turn
+    and each after the first goes on only if it is ahead of those before it."""
+    out, cache = tmp_path / "seeds", tmp_path / "cache"
+    command = batch_command(["builtin"], "3", tiny_clip_config, cache, out)
+    command[command.index(f"max-num-iterations={STEPS}")] = "max-num-iterations=30"
+    command[command.index("--num-cpus") + 1] = "1"
+    command += ["--seeds", "4", "--keep-best", "1", "--prune-after", "0.2"]
+    first = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=900)
+    output = console_text(first.stdout + first.stderr)
+    assert first.returncode == 0, output[-3000:]
+    rows = json.loads((out / "results.json").read_text())["runs"]
+    assert {r["status"] for r in rows} <= {"finished", "pruned"} and rows[0]["status"] == "finished", rows
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned, [(r["run"], r["loss"]) for r in rows]  # fixed seeds: the same losses on every run of the test
+    for row in pruned:
+        at = json.loads((Path(row["run_dir"]) / "pruned.json").read_text())
+        assert 6 <= at["step"] < 30 and row["steps"] < 30 and "eval.curves.f1@1%" not in row and not row["best"]
+        assert f"pruned builtin {row['run']} at step {at['step']}" in output
+    (best,) = [r for r in rows if r["best"]]
+    assert best["status"] == "finished" and best["steps"] == 30
+    rerun = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0 and "4 runs in" in rerun.stdout and "4 finished (skipped)" in rerun.stdout
+    assert json.loads((out / "results.json").read_text())["runs"] == rows

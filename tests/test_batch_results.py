@@ -1,4 +1,4 @@
-"""``clipsketch-batch``'s results: the table, the best of N seeds, the contact sheet, the progress line, and a batch
+"""``clipsketch-batch``'s results: the table, the best of N seeds, the contact sheet, and a batch
 whose runs are all finished (which needs no Ray), all without Ray."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from PIL import Image
 from nerfstudio_clipsketch.batch.contact_sheet import COLOURS, sheet_layout, write_contact_sheet
 from nerfstudio_clipsketch.batch.driver import BatchOptions, RayUnavailableError, check_reachable, import_ray, run_batch
 from nerfstudio_clipsketch.batch.grid import BatchGrid, parse_sweep
-from nerfstudio_clipsketch.batch.progress import Progress, format_duration
 from nerfstudio_clipsketch.batch.results import eval_columns, final_losses, mark_best, write_tables
 from nerfstudio_clipsketch.batch.runs import new_record, run_dir, write_record
 from nerfstudio_clipsketch.scripts.batch import BatchSketch
@@ -129,22 +128,6 @@ def test_the_contact_sheet_shows_each_final_sketch_and_frames_the_best(tmp_path)
     assert (sheet[top:bottom, left:right] != 255).any()  # a grey tile with the error
 
 
-def test_progress_counts_runs_and_estimates_the_time_left():
-    progress = Progress(total=6)
-    progress.skip(1)
-    assert progress.summary(0.0) == "1/6 done, 0 running, 0 failed, 5 waiting, ETA unknown"
-    progress.start("a", 0.0)
-    progress.start("b", 0.0)
-    progress.end("a", "finished", 100.0)
-    progress.end("b", "failed", 100.0)
-    progress.start("c", 100.0)
-    progress.start("d", 140.0)
-    # a run takes 100 s (a's); left: 1 waiting run (100 s), c's last 50 s and d's last 90 s, shared by 2 running
-    assert progress.eta(150.0) == pytest.approx((100 + 50 + 90) / 2)
-    assert progress.summary(150.0) == "2/6 done, 2 running, 1 failed, 1 waiting, ETA 2 min 0 s"
-    assert [format_duration(s) for s in (42, 250, 7500)] == ["42 s", "4 min 10 s", "2 h 05 min"]
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # A batch with nothing left to do, and one without Ray
 
@@ -184,7 +167,7 @@ def test_without_ray_a_batch_with_runs_left_says_how_to_install_it(tmp_path, mon
     with pytest.raises(RayUnavailableError, match=r'pip install "nerfstudio-clipsketch\[batch\]"'):
         import_ray()
     cli = BatchSketch(captures=("builtin",), fixed=("max-num-iterations=3",), output_dir=tmp_path)
-    with pytest.raises(ScriptError, match="Ray, which is not installed"):
+    with pytest.raises(ScriptError, match="Ray Tune, which is not installed"):
         cli.main()
 
 
@@ -196,6 +179,9 @@ def test_without_ray_a_batch_with_runs_left_says_how_to_install_it(tmp_path, mon
         (dict(gpus_per_run=1.5), "--gpus-per-run must be 0, a fraction of 1, or a whole number"),
         (dict(memory_per_run=-1), "--memory-per-run must be a positive"),
         (dict(loss_window=0), "--loss-window must be at least 1"),
+        (dict(keep_best=0, seeds=4), "--keep-best must be at least 1 seed"),
+        (dict(keep_best=2, seeds=2), "--keep-best 2 keeps all 2 seeds of a setting: give more --seeds than that"),
+        (dict(keep_best=1, seeds=4, prune_after=1.5), "--prune-after is a share of the steps, between 0 and 1"),
     ],
 )
 def test_bad_options_are_one_message_before_anything_runs(tmp_path, options, message):

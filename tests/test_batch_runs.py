@@ -1,14 +1,14 @@
-"""``clipsketch-batch``'s runs: their state read from their folders, their commands, and the task that runs them as
-child processes (stopping them with SIGTERM), all without Ray."""
+"""``clipsketch-batch``'s runs: their state read from their folders, their commands, and the process that runs their
+stages as children (stopping them with SIGTERM, also when their worker dies), all without Ray."""
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
 import signal
+import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from nerfstudio_clipsketch.batch.grid import BatchConfigError, BatchGrid, parse_
 from nerfstudio_clipsketch.batch.runs import (
     RunJob,
     Stage,
+    mark_pruned,
     new_record,
     plan_runs,
     prepare,
@@ -27,7 +28,7 @@ from nerfstudio_clipsketch.batch.runs import (
     train_command,
     write_record,
 )
-from nerfstudio_clipsketch.batch.task import error_message, execute, run_stage
+from nerfstudio_clipsketch.batch.trial import RunFailed, RunProcess, error_message, settle
 
 STEPS = 5
 
@@ -150,24 +151,29 @@ def python_stage(tmp_path: Path, code: str, kind="train") -> Stage:
     return Stage(kind, [sys.executable, "-c", code], tmp_path / f"{kind}.log", 0)
 
 
+def finish(process: RunProcess) -> str:
+    while (kind := process.poll()) != "finished":
+        time.sleep(0.05)
+    return kind
+
+
 def test_stages_run_in_order_and_the_first_failure_ends_the_run_with_its_message(tmp_path):
     write_record(tmp_path, new_record(specs()[0], {}))
     ok = python_stage(tmp_path, "print('trained')")
     bad = python_stage(tmp_path, "import sys; print('clipsketch: num_curves must be at least 1, got 0'); sys.exit(2)")
     never = python_stage(tmp_path, "open('ran', 'w')", kind="eval")
-    result = execute(RunJob("r", tmp_path, [ok, bad, never], tmp_path))
-    assert result == {
-        "run": "r",
-        "status": "failed",
-        "error": "train: clipsketch: num_curves must be at least 1, got 0",
-    }
+    process = RunProcess(RunJob("r", tmp_path, [ok, bad, never], tmp_path))
+    assert read_record(tmp_path)["status"] == "running"
+    with pytest.raises(RunFailed) as failure:
+        finish(process)
+    assert str(failure.value) == "train: clipsketch: num_curves must be at least 1, got 0"
     record = read_record(tmp_path)
-    assert (record["status"], record["error"]) == ("failed", result["error"])
+    assert (record["status"], record["error"]) == ("failed", str(failure.value))
     assert [a["returncode"] for a in record["attempts"]] == [0, 2]
     assert not (tmp_path / "ran").exists()
     assert "trained" in (tmp_path / "train.log").read_text()
-    assert execute(RunJob("r", tmp_path, [ok], tmp_path))["status"] == "finished"
-    assert read_record(tmp_path)["error"] is None
+    assert finish(RunProcess(RunJob("r", tmp_path, [ok], tmp_path))) == "finished"
+    assert (read_record(tmp_path)["status"], read_record(tmp_path)["error"]) == ("finished", None)
 
 
 CHILD = """
@@ -179,27 +185,76 @@ time.sleep(60)
 """
 
 
+def wait_for(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the signal mask from /proc")
-def test_a_cancelled_task_sends_sigterm_to_its_child_which_starts_with_no_signal_blocked(tmp_path):
-    """Ray cancels a running task with KeyboardInterrupt, in a worker that blocks SIGINT (as Ray's workers do)."""
+def test_a_stopped_run_sends_sigterm_to_its_child_which_starts_with_no_signal_blocked(tmp_path):
+    """Tune stops a trial by calling its cleanup, in a worker that blocks SIGINT (as Ray's workers do)."""
     stage = Stage("train", [sys.executable, "-c", CHILD], tmp_path / "train.log", 0)
-
-    def cancel():
-        while not (tmp_path / "started").exists():
-            threading.Event().wait(0.05)
-        _thread.interrupt_main()
-
-    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, also in a background job
+    write_record(tmp_path, new_record(specs()[0], {}))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        threading.Thread(target=cancel, daemon=True).start()
-        returncode, seconds, interrupted, _ = run_stage(stage, tmp_path, dict(os.environ), stop_timeout=30)
+        process = RunProcess(RunJob("r", tmp_path, [stage], tmp_path, stop_timeout=30))
+        assert process.poll() == "train"
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        signal.signal(signal.SIGINT, handler)
-    assert interrupted and returncode == 143 and seconds < 30
+    wait_for(tmp_path / "started")
+    process.stop()
+    record = read_record(tmp_path)
+    assert record["status"] == "stopped" and record["attempts"][-1]["returncode"] == 143
+    assert record["attempts"][-1]["interrupted"] and record["attempts"][-1]["wall_time_s"] < 30
     assert (tmp_path / "saved").read_text() == "checkpoint"
     assert "SigBlk:\t0000000000000000" in (tmp_path / "train.log").read_text()
+    assert not settle([tmp_path], timeout=1) or read_record(tmp_path)["status"] == "stopped"
+
+
+def test_a_pruned_run_is_recorded_as_pruned_and_not_resumed(tmp_path):
+    spec = specs()[0]
+    folder = fake_run(tmp_path / "builtin" / "clipsketch" / spec.name, checkpoint=1)
+    stage = python_stage(folder, "import time; time.sleep(60)")
+    write_record(folder, new_record(spec, {}))
+    process = RunProcess(RunJob("r", folder, [stage], folder, stop_timeout=5))
+    assert process.poll() == "train"
+    mark_pruned(folder, step=2, loss=0.5)
+    process.stop()
+    assert read_record(folder)["status"] == "pruned"
+    (plan,) = plan_runs(tmp_path, [spec], evaluate=True)
+    assert plan.state == "pruned" and stages(plan, tmp_path, evaluate=True, cpu_only=True) == []
+
+
+PARENT = """
+import sys
+from pathlib import Path
+from nerfstudio_clipsketch.batch.runs import RunJob, Stage
+from nerfstudio_clipsketch.batch.trial import RunProcess
+folder = Path(sys.argv[1])
+stage = Stage("train", [sys.executable, "-c", sys.argv[2]], folder / "log", 0)
+process = RunProcess(RunJob("r", folder, [stage], folder))
+process.poll()
+print(process.child.pid, flush=True)
+import time; time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_worker_dies_gets_sigterm_and_settle_waits_for_it(tmp_path):
+    write_record(tmp_path, new_record(specs()[0], {}))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path), CHILD], cwd=tmp_path, stdout=subprocess.PIPE
+    )
+    child = int(parent.stdout.readline())
+    wait_for(tmp_path / "started")
+    parent.kill()  # as Ray kills a worker that does not stop in time
+    parent.wait()
+    assert settle([tmp_path], timeout=30)  # the run was stopped, and its child is gone
+    assert (tmp_path / "saved").read_text() == "checkpoint" and read_record(tmp_path)["status"] == "stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
 
 
 @pytest.mark.parametrize(

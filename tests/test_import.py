@@ -29,13 +29,13 @@ def test_importing_the_method_loads_no_clip_no_cuda_backend_and_no_gpu():
 
 BATCH_CHECK = """
 import sys
-import nerfstudio_clipsketch.batch.driver, nerfstudio_clipsketch.batch.task
+import nerfstudio_clipsketch.batch.driver, nerfstudio_clipsketch.batch.trial
 print("ray" in sys.modules, "torch" in sys.modules)
 """
 
 
-def test_the_batch_driver_and_its_ray_task_import_neither_ray_nor_torch():
-    """Ray is imported only when a batch has runs to do; a Ray worker running a run's task stays light."""
+def test_the_batch_driver_and_a_runs_process_import_neither_ray_nor_torch():
+    """Ray is imported only when a batch has runs to do; a trial's children are started without torch."""
     done = subprocess.run([sys.executable, "-c", BATCH_CHECK], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["False", "False"]

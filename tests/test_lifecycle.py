@@ -86,6 +86,16 @@ def test_strokes_outside_every_view_are_lost():
     assert found["lost"].tolist() == [False, True] and not bool(found["collapsed"].any())
 
 
+def test_when_every_stroke_is_reseeded_without_a_hull_new_ones_start_at_the_scene_centre():
+    """The built-in scene at 32 px with 3 strokes once lost all three at once (``randint`` over no kept samples)."""
+    cameras, centre = ring_cameras(), torch.tensor([0.1, -0.2, 0.05])
+    lifecycle = StrokeLifecycle(LifecycleSettings(), cameras, scene_size=1.0, new_length=0.2, centre=centre)
+    lost = torch.stack([line([0, 0, 40.0], [0.5, 0, 40.0]), line([0, 0, 50.0], [0.5, 0, 50.0])])
+    reseed = lifecycle.step(1, lost)
+    assert reseed.index.tolist() == [0, 1] and reseed.control_points.shape == (2, 4, 3)
+    assert torch.allclose(reseed.control_points.mean(1), centre.expand(2, 3), atol=1e-5)
+
+
 def test_the_edge_term_pulls_a_stroke_onto_a_target_edge():
     """A dark line in every view; a stroke beside it, moved by the structure term alone, ends on it."""
     cameras = ring_cameras(n=8, size=64, focal=80.0)

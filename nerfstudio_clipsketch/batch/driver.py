@@ -1,23 +1,16 @@
-"""Running a batch: plan its runs, run those left as Ray tasks, then write its table and contact sheet.
+"""Running a batch: plan its runs from their folders, run those left as Ray Tune trials (:mod:`.tuning`), then write
+its table and contact sheet.
 
-Ray is imported here only, and only when runs are left to do (a rerun of a finished batch just rewrites its table).
-By default a local Ray instance is started for the batch and shut down after it (``ray.init(address="local")``, so a
+Ray is imported only when runs are left to do (a rerun of a finished batch just rewrites its table). By default a
+local Ray instance is started for the batch and shut down after it (``ray.init(address="local")``, so a
 ``RAY_ADDRESS`` in the environment is not joined by accident); ``address`` joins a running cluster instead (every node
 then needs this environment at the same path, and the batch folder and captures on a shared file system).
-
-Each run is one task (``max_retries=0``: a retry after a crashed worker would train the run again from scratch; the
-next rerun of the batch resumes it from its checkpoint instead) with ``cpus_per_run`` CPUs, ``gpus_per_run`` GPUs
-and optionally ``memory_per_run`` GiB. Its children get ``OMP_NUM_THREADS`` = its CPUs, so runs that share a machine
-do not oversubscribe its cores. Ctrl-C (or SIGTERM) cancels the tasks: running ones pass SIGTERM on to their child
-and wait for it (:mod:`.task`); a second Ctrl-C stops everything at once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -27,25 +20,14 @@ from rich.markup import escape
 
 from nerfstudio_clipsketch.batch.contact_sheet import write_contact_sheet
 from nerfstudio_clipsketch.batch.grid import BatchConfigError, BatchGrid
-from nerfstudio_clipsketch.batch.progress import Progress, format_duration
 from nerfstudio_clipsketch.batch.results import collect, write_tables
-from nerfstudio_clipsketch.batch.runs import (
-    RunJob,
-    RunPlan,
-    plan_runs,
-    prepare,
-    read_record,
-    record_finished,
-    stages,
-    write_record,
-)
-from nerfstudio_clipsketch.batch.task import execute
+from nerfstudio_clipsketch.batch.runs import plan_runs, record_finished
+from nerfstudio_clipsketch.batch.trial import settle
 
-POLL_S = 1.0
-LOCAL_OBJECT_STORE_BYTES = 128 << 20  # tasks pass small dicts only; Ray's default is 30% of the RAM
+LOCAL_OBJECT_STORE_BYTES = 128 << 20  # trials pass small dicts only; Ray's default is 30% of the RAM
 RAY_MISSING = (
-    "clipsketch-batch runs its runs on Ray, which is not installed in this environment: "
-    'pip install "nerfstudio-clipsketch[batch]" (or pip install ray).'
+    "clipsketch-batch runs its runs on Ray Tune, which is not installed in this environment: "
+    'pip install "nerfstudio-clipsketch[batch]" (or pip install "ray[tune]").'
 )
 
 
@@ -88,10 +70,18 @@ class BatchOptions:
     loss_window: int = 10
     tile_size: int = 192
     stop_timeout: float = 120.0
+    keep_best: Optional[int] = None
+    """Of each setting's seeds, train this many to the end; stop the others early (ASHA). None: train every seed."""
+    prune_after: float = 0.25
+    """The share of its steps a seed trains before it can be stopped."""
     ray: RayOptions = field(default_factory=RayOptions)
 
     def check(self) -> None:
         self.ray.check()
+        if self.keep_best is not None and self.keep_best < 1:
+            raise BatchConfigError(f"--keep-best must be at least 1 seed, got {self.keep_best}")
+        if not 0 < self.prune_after < 1:
+            raise BatchConfigError(f"--prune-after is a share of the steps, between 0 and 1; got {self.prune_after}")
         if self.loss_window < 1:
             raise BatchConfigError(f"--loss-window must be at least 1 logged step, got {self.loss_window}")
         if self.tile_size < 32:
@@ -121,6 +111,7 @@ class BatchOutcome:
 def import_ray():
     try:
         import ray
+        import ray.tune  # noqa: F401
     except ImportError as e:
         raise RayUnavailableError(RAY_MISSING) from e
     return ray
@@ -136,21 +127,33 @@ def run_batch(grid: BatchGrid, options: BatchOptions) -> BatchOutcome:
         RayUnavailableError: runs are left but Ray is missing, or the cluster at ``address`` cannot be joined.
     """
     options.check()
+    if options.keep_best is not None and options.keep_best >= grid.seeds:
+        raise BatchConfigError(
+            f"--keep-best {options.keep_best} keeps all {grid.seeds} seeds of a setting: give more --seeds than that"
+        )
     batch_dir = options.output_dir.resolve()
     plans = plan_runs(batch_dir, grid.runs(), options.evaluate)
-    todo = [plan for plan in plans if plan.state != "finished"]
+    todo = [plan for plan in plans if plan.state not in ("finished", "pruned")]
     record_finished(plans, options.evaluate)
-    counts = {state: sum(p.state == state for p in plans) for state in ("finished", "stopped", "trained", "new")}
+    counts = {state: sum(p.state == state for p in plans) for state in ("stopped", "trained", "new")}
     CONSOLE.print(
-        f"clipsketch-batch: {len(plans)} runs in {escape(str(batch_dir))}: {counts['finished']} finished (skipped), "
-        f"{counts['stopped']} to resume, {counts['trained']} to evaluate, {counts['new']} to train",
+        f"clipsketch-batch: {len(plans)} runs in {escape(str(batch_dir))}: {len(plans) - len(todo)} finished "
+        f"(skipped), {counts['stopped']} to resume, {counts['trained']} to evaluate, {counts['new']} to train",
         highlight=False,
     )
     interrupted = False
     if todo:
-        progress = Progress(total=len(plans))
-        progress.skip(counts["finished"])
-        interrupted = _run_on_ray(import_ray(), todo, batch_dir, options, progress)
+        ray = import_ray()
+        from nerfstudio_clipsketch.batch.tuning import run_trials
+
+        start_ray(ray, options.ray)
+        try:
+            interrupted = run_trials(plans, todo, batch_dir, options, resources(ray, options.ray))
+        finally:
+            ray.shutdown()  # only now: it ends the trials' workers, and their children with them
+        interrupted = settle([plan.run_dir for plan in todo], options.stop_timeout) or interrupted
+        if interrupted:
+            CONSOLE.print("[yellow]Stopping: the runs left saved their checkpoints; a rerun resumes them.")
         record_finished(plans, options.evaluate)  # a run whose last stage ended just as it was stopped
     rows = collect(plans, options.loss_window)
     sheet_path = batch_dir / "contact_sheet.png"
@@ -161,6 +164,7 @@ def run_batch(grid: BatchGrid, options: BatchOptions) -> BatchOutcome:
         "sweep": {key: [" ".join(v) for v in values] for key, values in grid.sweep.items()},
         "set": {key: " ".join(value) for key, value in grid.fixed.items()},
         "seeds": grid.seeds,
+        "keep_best": options.keep_best,
         "loss_window": options.loss_window,
         "best": [{"capture": c, "setting": s, "run": r} for c, s, r in _best(rows)],
         "contact_sheet": {
@@ -176,10 +180,6 @@ def run_batch(grid: BatchGrid, options: BatchOptions) -> BatchOutcome:
 
 def _best(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, str]]:
     return [(row["capture"], row["setting"], row["run"]) for row in rows if row["best"]]
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Ray
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -205,13 +205,8 @@ def start_ray(ray, options: RayOptions) -> None:
     common = {"log_to_driver": False, "logging_level": "warning"}
     try:
         if options.address is None:
-            ray.init(
-                address="local",
-                num_cpus=options.num_cpus,
-                include_dashboard=False,
-                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                **common,
-            )
+            local = {"num_cpus": options.num_cpus, "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
+            ray.init(address="local", include_dashboard=False, **local, **common)
         else:
             ray.init(address=options.address, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -224,7 +219,7 @@ def start_ray(ray, options: RayOptions) -> None:
 
 
 def resources(ray, options: RayOptions) -> Tuple[float, float]:
-    """``(cpus, gpus)`` per run, checked against the cluster: a task no node can hold would wait forever."""
+    """``(cpus, gpus)`` per run, checked against the cluster: a trial no node can hold would wait forever."""
     total = ray.cluster_resources()
     cpus_total, gpus_total = float(total.get("CPU", 0)), float(total.get("GPU", 0))
     gpus = options.gpus_per_run if options.gpus_per_run is not None else (1.0 if gpus_total >= 1 else 0.0)
@@ -239,87 +234,3 @@ def resources(ray, options: RayOptions) -> Tuple[float, float]:
             "(--gpus-per-run 0 trains on the CPU)."
         )
     return options.cpus_per_run, gpus
-
-
-def _run_on_ray(ray, plans: List[RunPlan], batch_dir: Path, options: BatchOptions, progress: Progress) -> bool:
-    """Run ``plans`` as Ray tasks until all ended; returns whether the user stopped them."""
-    start_ray(ray, options.ray)
-    try:
-        cpus, gpus = resources(ray, options.ray)
-        CONSOLE.print(f"Ray: {len(plans)} runs with {cpus:g} CPUs and {gpus:g} GPUs each", highlight=False)
-        task = ray.remote(max_retries=0)(execute)
-        env = {"OMP_NUM_THREADS": str(max(1, int(cpus))), "PYTHONUNBUFFERED": "1"}
-        refs = {}
-        for plan in plans:
-            prepare(plan)
-            job = RunJob(
-                plan.spec.name,
-                plan.run_dir,
-                stages(plan, batch_dir, options.evaluate, cpu_only=gpus == 0),
-                Path.cwd(),
-                env,
-                options.stop_timeout,
-            )
-            resources_ = {"num_cpus": cpus, "num_gpus": gpus, "name": f"clipsketch {plan.spec.capture.name} {job.name}"}
-            if options.ray.memory_per_run is not None:
-                resources_["memory"] = int(options.ray.memory_per_run * (1 << 30))
-            refs[task.options(**resources_).remote(job)] = plan
-        return _follow(ray, refs, progress, options.stop_timeout)
-    finally:
-        ray.shutdown()  # only now: it kills the workers, and the runs' children with them
-
-
-def _follow(ray, refs: Dict[Any, RunPlan], progress: Progress, stop_timeout: float) -> bool:
-    pending = list(refs)
-    live = CONSOLE.status(progress.summary(time.monotonic())) if CONSOLE.is_terminal else None
-    try:
-        with live or contextlib.nullcontext():
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
-                for ref in ready:
-                    _ended(ray, ref, refs[ref], progress)
-                for ref in pending:
-                    if read_record(refs[ref].run_dir).get("status") == "running":
-                        progress.start(refs[ref].spec.name, time.monotonic())
-                if live is not None:
-                    live.update(progress.summary(time.monotonic()))
-        return False
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; SIGTERM arrives as SystemExit (ray.init's handler)
-        CONSOLE.print(
-            f"[yellow]Stopping: {len(pending)} runs cancelled; running ones get up to {stop_timeout:g} s to save a "
-            "checkpoint (Ctrl-C again to stop at once). A rerun resumes them.",
-            highlight=False,
-        )
-        for ref in pending:
-            ray.cancel(ref)
-        for ref in pending:
-            _ended(ray, ref, refs[ref], progress, timeout=stop_timeout + 30)
-        return True
-
-
-def _ended(ray, ref, plan: RunPlan, progress: Progress, timeout: Optional[float] = None) -> None:
-    """Record how a task ended, and say so."""
-    from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
-
-    try:
-        result = ray.get(ref, timeout=timeout)
-        status, error = result["status"], result["error"]
-    except TaskCancelledError:
-        status, error = "stopped", None
-    except RayTaskError as e:  # the task itself raised: its exception, not Ray's wrapping of it
-        status, error = "failed", f"{type(e.cause).__name__}: {e.cause}"
-    except (RayError, GetTimeoutError) as e:  # a crashed or killed worker (out of memory, node lost, ...)
-        status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    record = read_record(plan.run_dir)
-    if record and (record.get("status") in ("queued", "running") or error and record.get("error") is None):
-        write_record(plan.run_dir, {**record, "status": status, "error": error})
-    progress.end(plan.spec.name, status, time.monotonic())
-    colour = {"finished": "green", "failed": "red"}.get(status, "yellow")
-    attempts = read_record(plan.run_dir).get("attempts", [])
-    seconds = sum(a.get("wall_time_s", 0.0) for a in attempts) if attempts else None
-    detail = f": {error}" if error else (f" in {format_duration(seconds)}" if seconds is not None else "")
-    CONSOLE.print(
-        f"[{colour}]{status}[/{colour}] {escape(plan.spec.capture.name)} {escape(plan.spec.name)}{escape(detail)}  "
-        f"[dim]({progress.summary(time.monotonic())})",
-        highlight=False,
-    )

@@ -13,7 +13,8 @@ A run's state is read from those files alone, so a rerun picks up wherever a bat
 - ``stopped``: a checkpoint before the last step: resumed from it (``--load-dir``, ``--load-step``) for the steps left
   (unless the run settled there: :mod:`nerfstudio_clipsketch.settling`);
 - ``trained``: the last step's checkpoint without a clipsketch-eval report of it: only evaluated;
-- ``finished``: trained (and evaluated): skipped.
+- ``finished``: trained (and evaluated): skipped;
+- ``pruned``: stopped early by ``--keep-best`` as a poor seed (``pruned.json`` says at which step and loss): skipped.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from typing import Any, Dict, List, Literal, Optional, Sequence
 from nerfstudio_clipsketch.batch.grid import STEPS_KEY, BatchConfigError, RunSpec, flag_arguments
 from nerfstudio_clipsketch.settling import settled_step
 
-State = Literal["new", "stopped", "trained", "finished"]
-Status = Literal["queued", "running", "finished", "failed", "stopped"]
+State = Literal["new", "stopped", "trained", "finished", "pruned"]
+Status = Literal["queued", "running", "finished", "failed", "stopped", "pruned"]
 
 RECORD_NAME = "batch_run.json"
 RECORD_FORMAT = "nerfstudio-clipsketch-batch-run"
 RECORD_VERSION = 1
 EVAL_NAME = "eval_metrics.json"
+PRUNED_NAME = "pruned.json"
 TIMELAPSE_KEY = "pipeline.model.timelapse-every"
 DEVICE_KEY = "machine.device-type"
 _CHECKPOINT = re.compile(r"step-(\d+)\.ckpt")
@@ -65,7 +67,7 @@ class RunPlan:
 
 @dataclass
 class RunJob:
-    """What a run's Ray task gets: everything it needs, as plain data (it runs in another process or machine)."""
+    """What a run's trial gets: everything it needs, as plain data (it runs in another process or machine)."""
 
     name: str
     run_dir: Path
@@ -104,11 +106,30 @@ def run_state(folder: Path, target_steps: int, evaluate: bool) -> State:
     step = latest_checkpoint(folder)
     if step is None:
         return "new"
+    if is_pruned(folder):
+        return "pruned"
     if step + 1 < target_steps and settled_step(folder) != step:
         return "stopped"
     if evaluate and evaluated_step(folder) != step:
         return "trained"
     return "finished"
+
+
+def is_pruned(folder: Path) -> bool:
+    return (Path(folder) / PRUNED_NAME).is_file()
+
+
+def pruned_at(folder: Path) -> Optional[Dict[str, Any]]:
+    """``{"step", "loss"}`` where the scheduler stopped this seed, None if it did not (or its file is unreadable)."""
+    try:
+        return json.loads((Path(folder) / PRUNED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def mark_pruned(folder: Path, step: int, loss: float) -> None:
+    """The scheduler stopped this seed at ``step`` with its ``loss``: a rerun does not resume it."""
+    (Path(folder) / PRUNED_NAME).write_text(json.dumps({"step": step, "loss": loss}), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -134,13 +155,13 @@ def write_record(folder: Path, record: Dict[str, Any]) -> None:
 
 
 def record_finished(plans: Sequence[RunPlan], evaluate: bool) -> None:
-    """Mark as finished the records of runs whose folders say they are (trained to the last step, and evaluated): the
-    files decide, so the table never says "stopped" for a run that a rerun would skip."""
+    """Mark as finished (or pruned) the records of runs whose folders say they are: the files decide, so the table
+    never says "stopped" for a run that a rerun would skip."""
     for plan in plans:
         record = read_record(plan.run_dir)
         state = run_state(plan.run_dir, plan.spec.target_steps, evaluate)
-        if state == "finished" and record and record.get("status") != "finished":
-            write_record(plan.run_dir, {**record, "status": "finished", "error": None})
+        if state in ("finished", "pruned") and record and record.get("status") != state:
+            write_record(plan.run_dir, {**record, "status": state, "error": None})
 
 
 def identity(spec: RunSpec) -> Dict[str, Any]:
@@ -240,7 +261,7 @@ def stages(plan: RunPlan, batch_dir: Path, evaluate: bool, cpu_only: bool) -> Li
         kind = "train" if plan.checkpoint is None else "resume"
         start = 0 if plan.checkpoint is None else plan.checkpoint + 1
         out.append(Stage(kind, train_command(plan, batch_dir, cpu_only), plan.run_dir / "train.log", start))
-    if evaluate and plan.state != "finished":
+    if evaluate and plan.state not in ("finished", "pruned"):
         out.append(Stage("eval", eval_command(plan), plan.run_dir / "eval.log", plan.spec.target_steps))
     return out
 

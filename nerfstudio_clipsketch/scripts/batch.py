@@ -7,9 +7,11 @@
     clipsketch-batch --config sweep.yml --output-dir outputs/sweep            # the same from a file
     clipsketch-batch --config sweep.yml --output-dir outputs/sweep --address auto   # on a running Ray cluster
 
-Every combination is one ns-train run in ``<output-dir>/<capture>/clipsketch/<setting>,seed=<n>/``, then measured by
-``clipsketch-eval``. Rerunning the same command skips finished runs and resumes stopped ones. At the end:
-``results.csv`` / ``results.json`` (one row per run, the best of each setting's seeds marked) and
+    clipsketch-batch --captures builtin --seeds 4 --keep-best 1 --output-dir outputs/seeds    # the best of 4 seeds
+
+Every combination is one ns-train run (a Ray Tune trial) in ``<output-dir>/<capture>/clipsketch/<setting>,seed=<n>/``,
+then measured by ``clipsketch-eval``. Rerunning the same command skips finished runs and resumes stopped ones. At
+the end: ``results.csv`` / ``results.json`` (one row per run, the best of each setting's seeds marked) and
 ``contact_sheet.png`` in the output folder. How settings are written: :mod:`nerfstudio_clipsketch.batch.grid`.
 """
 
@@ -44,7 +46,7 @@ SUMMARY_COLUMNS = (
 
 @dataclass
 class BatchSketch:
-    """Sketch several captures with a grid of ns-train clipsketch settings, each combination one run (a Ray task);
+    """Sketch several captures with a grid of ns-train clipsketch settings, each combination one run (a Ray Tune trial);
     then a results table and a contact sheet."""
 
     captures: Optional[Tuple[str, ...]] = None
@@ -56,6 +58,11 @@ class BatchSketch:
     """Flags for every run, each KEY=VALUE, e.g. max-num-iterations=500 (a value with spaces is several tokens)."""
     seeds: Optional[int] = None
     """Runs per (capture, setting), with seeds 0, 1, ...; the one with the lowest final loss is the best (default 1)."""
+    keep_best: Optional[int] = None
+    """Train only this many of each setting's seeds to the end: the others stop early when their loss falls behind
+    (Ray Tune's ASHA, among one setting's seeds). Default: every seed trains to the end."""
+    prune_after: float = 0.25
+    """With --keep-best: the share of its steps a seed trains before it can be stopped."""
     config: Optional[Path] = None
     """A YAML or JSON file with captures, sweep, set and seeds; the options above extend or override it."""
     output_dir: Path = Path("outputs/batch")
@@ -86,7 +93,10 @@ class BatchSketch:
 
     def options(self) -> BatchOptions:
         ray = RayOptions(self.address, self.num_cpus, self.cpus_per_run, self.gpus_per_run, self.memory_per_run)
-        return BatchOptions(self.output_dir, self.evaluate, self.loss_window, self.tile_size, self.stop_timeout, ray)
+        return BatchOptions(
+            self.output_dir, self.evaluate, self.loss_window, self.tile_size, self.stop_timeout,
+            self.keep_best, self.prune_after, ray,
+        )  # fmt: skip
 
     def main(self) -> None:
         try:
