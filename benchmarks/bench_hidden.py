@@ -6,15 +6,20 @@ The SVGs are those the exporter writes (:func:`nerfstudio_clipsketch.exporters.s
 carved as ``clipsketch-export`` carves it); the picture draws their paths with PIL (dashes as drawn segments), since no
 SVG renderer is installed here.
 
+``--by-strokes`` measures the drawing a capture without a hull gets instead (the strokes as tubes hide each other,
+:func:`~nerfstudio_clipsketch.exporters.svg.hidden_by_strokes`), and how it agrees with the hull's.
+
 Usage::
 
     python -m benchmarks.bench_hidden --load-config outputs/.../config.yml --view 0 --output /tmp/hidden
+    python -m benchmarks.bench_hidden --load-config outputs/.../config.yml --view 0 --by-strokes
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -47,13 +52,14 @@ def draw_svg(path: Path, scale: int = 2) -> Image.Image:
 
 def main(argv=None) -> None:
     from nerfstudio_clipsketch.cameras import get_viewmats
-    from nerfstudio_clipsketch.exporters.svg import hidden_samples, write_sketch_svg
+    from nerfstudio_clipsketch.exporters.svg import hidden_by_strokes, hidden_samples, write_sketch_svg
     from nerfstudio_clipsketch.scripts.common import load_run
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load-config", type=Path, required=True)
     parser.add_argument("--view", type=int, default=0, help="test camera")
     parser.add_argument("--output", type=Path, default=Path("/tmp/bench_hidden"))
+    parser.add_argument("--by-strokes", action="store_true", help="what the strokes hide, as without a hull")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     pipeline = load_run(args.load_config).pipeline
@@ -63,6 +69,17 @@ def main(argv=None) -> None:
     cameras = pipeline.datamanager.eval_dataset.cameras.reshape(-1)[args.view : args.view + 1]
     c2w = cameras.camera_to_worlds[0]
     hidden = hidden_samples(sketch, hull, c2w, SAMPLES)
+    viewmat, K = get_viewmats(cameras.camera_to_worlds)[0], cameras.get_intrinsics_matrices()[0]
+    extra = []
+    if args.by_strokes:
+        start = time.perf_counter()
+        by_hull, hidden = hidden, hidden_by_strokes(sketch, viewmat, K, SAMPLES)
+        seconds = time.perf_counter() - start
+        both = int((hidden & by_hull).sum())
+        extra = [
+            f"- by the strokes (no hull), in {seconds:.2f} s: {int(hidden.sum())} hidden, {both} of them also behind "
+            f"the hull; they are {both / max(int(by_hull.sum()), 1):.0%} of the {int(by_hull.sum())} the hull hides"
+        ]
     points = sketch.polylines(SAMPLES, frame="normalised").reshape(-1, 3)
     depth = ((points - c2w[:3, 3]) @ -c2w[:3, 2]).reshape(sketch.num_curves, SAMPLES)
     centres = hull.occupancy.nonzero().float() * hull.voxel_size + hull.origin
@@ -76,8 +93,8 @@ def main(argv=None) -> None:
     ):
         share = float(hidden[part].float().mean()) if bool(part.any()) else float("nan")
         lines.append(f"- {name} of the object: {int(part.sum())} samples, {share:.0%} dropped")
+    lines += extra
     tiles = []
-    viewmat, K = get_viewmats(cameras.camera_to_worlds)[0], cameras.get_intrinsics_matrices()[0]
     for mode in ("show", "dashed", "drop"):
         path = args.output / f"view_{args.view:04d}_{mode}.svg"
         w, h = int(cameras.width[0]), int(cameras.height[0])

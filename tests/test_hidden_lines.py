@@ -10,7 +10,7 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 
 from nerfstudio_clipsketch.cameras import get_viewmats
-from nerfstudio_clipsketch.exporters.svg import hidden_samples, write_sketch_svg
+from nerfstudio_clipsketch.exporters.svg import hidden_by_strokes, hidden_samples, write_sketch_svg
 from nerfstudio_clipsketch.hull import VisualHull
 from nerfstudio_clipsketch.sketch import Sketch
 from tests.helpers import look_at
@@ -52,6 +52,23 @@ def test_a_cubes_back_edges_are_hidden_from_a_front_camera_and_its_silhouette_is
             assert bool(middle.all()), (a, b)  # the three edges at the far corner
         else:
             assert not bool(row.any()), (a, b)  # the silhouette's six and the three at the near corner
+
+
+def test_without_a_hull_a_stroke_hides_the_part_of_another_behind_it_and_crossing_strokes_hide_nothing():
+    """Seen along -x: a stroke at x = 0.5 crosses one at x = -0.5 (behind it) and one at x = 0.5 (beside it)."""
+    t = torch.tensor([0.0, 1 / 3, 2 / 3, 1.0])[:, None]
+    front = torch.tensor([0.5, -0.6, 0.0]) + t * torch.tensor([0.0, 1.2, 0.0])  # along y, nearest the camera
+    back = torch.tensor([-0.5, 0.0, -0.6]) + t * torch.tensor([0.0, 0.0, 1.2])  # along z, a unit behind it
+    beside = torch.tensor([0.5, 0.3, -0.6]) + t * torch.tensor([0.0, 0.0, 1.2])  # along z, as near as `front`
+    sketch = Sketch(control_points=torch.stack([front, back, beside]), degree=3, stroke_width=0.05)
+    c2w = look_at([3.0, 0.0, 0.0])[None].float()
+    camera = Cameras(camera_to_worlds=c2w, fx=200.0, fy=200.0, cx=100.0, cy=100.0, width=200, height=200)
+    hidden = hidden_by_strokes(sketch, get_viewmats(c2w)[0], camera.get_intrinsics_matrices()[0], SAMPLES)
+    z = torch.linspace(-0.6, 0.6, SAMPLES)  # where each sample of `back` is, along the stroke (arc length)
+    assert not bool(hidden[0].any()) and not bool(hidden[2].any())  # nothing is in front of them
+    crossing = hidden[1][z.abs() < 0.03]  # the two samples of `back` nearest the crossing, 0.015 from it
+    assert len(crossing) == 2 and bool(crossing.all())  # behind `front` (half its width, 0.025, covers them)
+    assert not bool(hidden[1][z.abs() > 0.1].any())  # the rest of `back` is seen
 
 
 def _paths(path):

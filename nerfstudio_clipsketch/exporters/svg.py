@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
@@ -199,3 +200,41 @@ def hidden_samples(
     points = sketch.polylines(samples_per_curve, frame="normalised").reshape(-1, 3).float()
     one = Cameras(camera_to_worlds=camera_to_world[None].float(), fx=1.0, fy=1.0, cx=0.5, cy=0.5, width=1, height=1)
     return ~hull.visible(points, one, thickness=thickness)[0].reshape(sketch.num_curves, samples_per_curve)
+
+
+def hidden_by_strokes(
+    sketch: Sketch,
+    viewmat: Float[Tensor, "4 4"],
+    K: Float[Tensor, "3 3"],
+    samples_per_curve: int = 100,
+    near_plane: float = 0.01,
+    chunk: int = 1024,
+) -> Bool[Tensor, "num_curves samples_per_curve"]:
+    """Which of the sketch's samples the other strokes hide from a camera, the strokes taken as tubes of the stroke
+    width: what a drawing can hide when there is no visual hull. A sample is hidden when, in the image, it lies within
+    half a stroke width (projected at the occluder's depth) of a segment of another stroke that is more than a stroke
+    width nearer the camera there. Strokes that cross at one depth hide nothing of each other."""
+    import torch
+
+    points = sketch.polylines(samples_per_curve, frame="normalised").float()
+    num_curves = points.shape[0]
+    uv, depth = project_points(points.reshape(-1, 3), viewmat[None].float(), K[None].float(), near_plane)
+    uv, depth = uv[0].reshape(num_curves, -1, 2), depth[0].reshape(num_curves, -1)
+    a, b = uv[:, :-1].reshape(-1, 2), uv[:, 1:].reshape(-1, 2)  # the occluding segments
+    za, zb = depth[:, :-1].reshape(-1), depth[:, 1:].reshape(-1)
+    owner = torch.arange(num_curves).repeat_interleave(samples_per_curve - 1)
+    front = (za > near_plane) & (zb > near_plane)
+    focal, width = float(torch.sqrt(K[0, 0] * K[1, 1])), sketch.stroke_width
+    flat_uv, flat_z = uv.reshape(-1, 2), depth.reshape(-1)
+    flat_owner = torch.arange(num_curves).repeat_interleave(samples_per_curve)
+    hidden = torch.zeros(len(flat_uv), dtype=torch.bool)
+    ab = b - a
+    for start in range(0, len(flat_uv), chunk):
+        p, z, who = flat_uv[start : start + chunk], flat_z[start : start + chunk], flat_owner[start : start + chunk]
+        t = (((p[:, None] - a[None]) * ab[None]).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)[None]).clamp(0, 1)
+        gap = (p[:, None] - (a[None] + t[..., None] * ab[None])).norm(dim=-1)
+        z_there = za[None] + t * (zb - za)[None]  # the occluder's depth at its closest point
+        covers = gap < 0.5 * focal * width / z_there.clamp_min(near_plane)
+        nearer = z_there < z[:, None] - width
+        hidden[start : start + chunk] = (covers & nearer & front[None] & (owner[None] != who[:, None])).any(1)
+    return (hidden & (flat_z > near_plane)).reshape(num_curves, samples_per_curve)

@@ -34,7 +34,7 @@ from nerfstudio_clipsketch.exporters.files import (
     write_polylines_ply,
 )
 from nerfstudio_clipsketch.exporters.meshes import tube_mesh
-from nerfstudio_clipsketch.exporters.svg import HiddenLines, hidden_samples, write_sketch_svg
+from nerfstudio_clipsketch.exporters.svg import HiddenLines, hidden_by_strokes, hidden_samples, write_sketch_svg
 from nerfstudio_clipsketch.exporters.usd import UsdMissingError, pxr_modules, write_sketch_usd
 from nerfstudio_clipsketch.pipeline import ClipSketchPipeline
 from nerfstudio_clipsketch.scripts.common import ScriptError, check_config_path, cli, load_run
@@ -158,14 +158,16 @@ class ExportSvg(SketchExporter):
     hidden: HiddenLines = "drop"
     """Stroke parts the object hides from a camera (behind its visual hull): 'drop' them, draw them 'dashed' and
     thinner (as technical drawings show hidden edges), or 'show' them like the rest (every stroke, as if the object
-    were glass). Captures without a visual hull show everything, and say so."""
+    were glass). Captures without a visual hull hide only what the other strokes, taken as tubes, hide, and say so."""
 
     def write(self, pipeline: ClipSketchPipeline, sketch: Sketch) -> None:
         datamanager, hull = pipeline.datamanager, None
         if self.hidden != "show":
             hull, why = pipeline.visual_hull()
             if hull is None:
-                CONSOLE.print(f"[yellow]Every stroke is drawn (no visual hull to hide them: {escape(why)}).")
+                CONSOLE.print(
+                    f"[yellow]No visual hull ({escape(why)}): strokes hide only what the other strokes hide."
+                )
         splits: list[Cameras] = []
         if self.cameras in ("train", "all"):
             splits.append(datamanager.train_dataset.cameras)  # type: ignore[attr-defined]
@@ -178,7 +180,11 @@ class ExportSvg(SketchExporter):
             Ks = cams.get_intrinsics_matrices()
             for i in range(len(cams)):
                 n = self.samples_per_curve
-                hidden = hidden_samples(sketch, hull, cams.camera_to_worlds[i], n) if hull is not None else None
+                hidden = None
+                if hull is not None:
+                    hidden = hidden_samples(sketch, hull, cams.camera_to_worlds[i], n)
+                elif self.hidden != "show":
+                    hidden = hidden_by_strokes(sketch, viewmats[i], Ks[i], n)
                 write_sketch_svg(
                     self.output_dir / f"view_{index:04d}.svg",
                     sketch,
