@@ -52,7 +52,11 @@ def main() -> None:
         "one": batch(args.output / "one", 1, cores, args.steps, args.set),
         "full": batch(args.output / "full", args.seeds, 1, args.steps, args.set),
         "asha": batch(
-            args.output / "asha", args.seeds, 1, args.steps, args.set,
+            args.output / "asha",
+            args.seeds,
+            1,
+            args.steps,
+            args.set,
             ["--keep-best", "1", "--prune-after", str(args.prune_after)],
         ),  # fmt: skip
     }

@@ -214,8 +214,6 @@ def hidden_by_strokes(
     width: what a drawing can hide when there is no visual hull. A sample is hidden when, in the image, it lies within
     half a stroke width (projected at the occluder's depth) of a segment of another stroke that is more than a stroke
     width nearer the camera there. Strokes that cross at one depth hide nothing of each other."""
-    import torch
-
     points = sketch.polylines(samples_per_curve, frame="normalised").float()
     num_curves = points.shape[0]
     uv, depth = project_points(points.reshape(-1, 3), viewmat[None].float(), K[None].float(), near_plane)

@@ -165,9 +165,7 @@ class ExportSvg(SketchExporter):
         if self.hidden != "show":
             hull, why = pipeline.visual_hull()
             if hull is None:
-                CONSOLE.print(
-                    f"[yellow]No visual hull ({escape(why)}): strokes hide only what the other strokes hide."
-                )
+                CONSOLE.print(f"[yellow]No visual hull ({escape(why)}): strokes hide only what the other strokes hide.")
         splits: list[Cameras] = []
         if self.cameras in ("train", "all"):
             splits.append(datamanager.train_dataset.cameras)  # type: ignore[attr-defined]
