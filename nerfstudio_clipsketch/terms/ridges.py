@@ -48,7 +48,7 @@ class RidgeTermConfig(GuidanceTermConfig):
     """How strongly strokes are held on the visual hull's rims and creases."""
 
     _target: Type = field(default_factory=lambda: RidgeTerm)
-    weight: float = 1.0
+    weight: float = 0.5
     """Strength of the pull back onto the ridges, relative to the render's gradient on the Gaussians' centres (CLIP's
     terms and the image structure term): its gradient is kept at this fraction of theirs. 0: off."""
     radius: float = 1.0
