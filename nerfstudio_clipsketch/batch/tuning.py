@@ -172,11 +172,12 @@ def run_trials(plans: List[RunPlan], todo: List[RunPlan], batch_dir: Path, optio
     for plan in todo:
         prepare(plan)
     jobs = {
-        run_key(p): RunJob(p.spec.name, p.run_dir, stages(p, batch_dir, options.evaluate, gpus == 0), Path.cwd(), env)
+        run_key(p): RunJob(
+            p.spec.name, p.run_dir, stages(p, batch_dir, options.evaluate, gpus == 0), Path.cwd(), env,
+            options.stop_timeout,
+        )  # fmt: skip
         for p in plans
     }
-    for job in jobs.values():
-        job.stop_timeout = options.stop_timeout
     by_key = {run_key(p): p for p in plans}
     wanted = {"cpu": cpus, "gpu": gpus}
     if options.ray.memory_per_run is not None:
