@@ -1,8 +1,8 @@
 """A trained run on a real photo capture with no masks (issue 27, item 2): the sketch drawn over three of its photos,
 and the share of its strokes that lies inside the object found in them.
 
-The object is found again as training found it (:func:`nerfstudio_clipsketch.segmentation.find_object` on the
-training photos and cameras, with the capture's sparse points when it has them). Per training view, the share of
+The object is found again as training found it (the pipeline's ``find_object``: the same cached training photos,
+cameras and sparse points). Per training view, the share of
 stroke length inside the found region (the strokes' centrelines, sampled evenly in arc length and projected: the
 issue's measure) and the share of ink inside it (``sum(alpha * mask) / sum(alpha)`` of the render, so a stroke along
 the outline counts half outside); the report gives their mean and worst view. Nothing here knows the object's true
@@ -22,27 +22,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.bench_sketch import overlay
 from nerfstudio_clipsketch.cameras import get_viewmats, project_points
 from nerfstudio_clipsketch.scripts.common import load_run
-from nerfstudio_clipsketch.segmentation import describe, find_object
+from nerfstudio_clipsketch.segmentation import describe
 
-RED = torch.tensor([1.0, 0.0, 0.0])
 SAMPLES = 200
 """Samples per stroke, even in arc length, for the share of stroke length in the found region."""
 WIDTH = 720
 """Width of ``sketch.png``."""
-
-
-def as_float(image: torch.Tensor) -> torch.Tensor:
-    image = image[..., :3]
-    return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
 
 
 @torch.no_grad()
@@ -54,39 +48,30 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
 
-    run = load_run(args.run / "config.yml")
-    pipeline = run.pipeline
-    dataset = pipeline.datamanager.train_dataset
-    cameras = dataset.cameras
-    images = [as_float(dataset[i]["image"]) for i in range(len(dataset))]
+    pipeline = load_run(args.run / "config.yml").pipeline
+    cameras = pipeline.datamanager.train_dataset.cameras
     seed_points = pipeline.model.kwargs.get("seed_points")
-    points = seed_points[0] if seed_points is not None else None
-    start = time.perf_counter()
-    found, why = find_object(cameras, images, points)
-    seconds = time.perf_counter() - start
-    if found is None:
-        raise SystemExit(f"no object found: {why}")
+    if not pipeline.find_object(None, seed_points[0] if seed_points is not None else None):
+        raise SystemExit("no object was looked for or found in the photos (the log above says why)")
+    found = pipeline.found_object
+    assert found is not None
 
     samples = pipeline.sketch().polylines(SAMPLES, frame="normalised").reshape(-1, 3).float()
     uv, depth = project_points(
         samples, get_viewmats(cameras.camera_to_worlds.float()), cameras.get_intrinsics_matrices().float()
     )
     lengths, shares, lines, rows = [], [], [], []
-    drawn = set(np.linspace(0, len(images) - 1, args.views).round().astype(int).tolist())
-    for i, (image, mask) in enumerate(zip(images, found.masks)):
-        outputs = pipeline.model.get_outputs_for_camera(cameras[i : i + 1])
-        alpha = outputs["accumulation"].cpu()[..., 0]
-        if alpha.shape != mask.shape:
-            mask = torch.nn.functional.interpolate(mask[None, None].float(), size=alpha.shape, mode="nearest")[0, 0]
-        lengths.append(length_inside(uv[i], depth[i], mask, (int(cameras.height[i]), int(cameras.width[i]))))
+    drawn = set(np.linspace(0, len(found.masks) - 1, args.views).round().astype(int).tolist())
+    for i, mask in enumerate(found.masks):  # the masks are at the cached photos' size, that of the cameras
+        alpha = pipeline.model.get_outputs_for_camera(cameras[i : i + 1])["accumulation"].cpu()
+        lengths.append(length_inside(uv[i], depth[i], mask))
         ink = float(alpha.sum())
-        shares.append(float((alpha * mask.float()).sum()) / ink if ink > 0 else float("nan"))
+        shares.append(float((alpha[..., 0] * mask).sum()) / ink if ink > 0 else float("nan"))
         if i in drawn:
-            photo = image if image.shape[:2] == alpha.shape else _resized(image, alpha.shape)
+            image = pipeline.datamanager.cached_train[i]["image"][..., :3]
+            photo = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
             region = photo * (0.35 + 0.65 * mask.float()[..., None])
-            overlay = photo * 0.6 + 0.4 * photo.mean(-1, keepdim=True)
-            overlay = overlay * (1 - alpha[..., None]) + RED * alpha[..., None]
-            tiles = torch.cat([photo, region, overlay], dim=1).clamp(0, 1)
+            tiles = torch.cat([photo, region, overlay(photo, alpha)], dim=1).clamp(0, 1)
             rows.append(Image.fromarray((tiles.numpy() * 255).round().astype(np.uint8)))
             lines.append(f"- view {i}: stroke length in the found region {lengths[-1]:.3f}, ink {shares[-1]:.3f}")
     values, length = np.array(shares, dtype=float), np.array(lengths, dtype=float)
@@ -95,7 +80,6 @@ def main(argv=None) -> None:
         f"# {args.run}",
         "",
         f"- {describe(found)}",
-        f"- found again here in {seconds:.1f} s ({len(images)} training views)",
         f"- share of stroke length in the found region: mean **{length.mean():.3f}**, median {np.median(length):.3f}, "
         f"worst {length[worst_length]:.3f} (view {worst_length})",
         f"- share of ink in the found region: mean **{np.nanmean(values):.3f}**, median {np.nanmedian(values):.3f}, "
@@ -111,25 +95,16 @@ def main(argv=None) -> None:
     print("\n".join(report))
 
 
-def length_inside(uv: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor, size) -> float:
+def length_inside(uv: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor) -> float:
     """The share of the sketch's length (samples even in arc length) in front of the camera whose centreline projects
-    inside ``mask``; ``size``: the camera's (height, width), ``mask`` at any resolution of it. Samples off the image
-    count as outside."""
-    scale = torch.tensor([mask.shape[1] / size[1], mask.shape[0] / size[0]])
-    pixels = (uv * scale).floor().long()
+    inside ``mask`` (the camera's size); samples off the image count as outside."""
+    pixels = uv.floor().long()
     front = depth > 0
     on_image = front & (pixels[:, 0] >= 0) & (pixels[:, 0] < mask.shape[1]) & (pixels[:, 1] >= 0)
     on_image &= pixels[:, 1] < mask.shape[0]
     inside = torch.zeros_like(front)
     inside[on_image] = mask[pixels[on_image, 1], pixels[on_image, 0]].bool()
     return float(inside.sum()) / max(int(front.sum()), 1)
-
-
-def _resized(image: torch.Tensor, shape) -> torch.Tensor:
-    chw = image.permute(2, 0, 1)[None]
-    return torch.nn.functional.interpolate(chw, size=tuple(shape), mode="bilinear", align_corners=False)[0].permute(
-        1, 2, 0
-    )
 
 
 if __name__ == "__main__":

@@ -112,11 +112,14 @@ def draw(pipeline, path: Path, view: int = 0) -> None:
     target, photo = model.style.composite(data["image"], data.get("mask")).cpu(), model.style.composite(data["image"])
     outputs = model.get_outputs_for_camera(dataset.cameras[view : view + 1])
     sketch, alpha = outputs["rgb"].cpu(), outputs["accumulation"].cpu()
-    red = torch.tensor([1.0, 0.0, 0.0])
-    overlay = photo.cpu() * 0.6 + 0.4 * photo.cpu().mean(-1, keepdim=True)  # faded view, strokes on top
-    overlay = overlay * (1 - alpha) + red * alpha
-    tiles = torch.cat([target, sketch, overlay], dim=1).clamp(0, 1)
+    tiles = torch.cat([target, sketch, overlay(photo.cpu(), alpha)], dim=1).clamp(0, 1)
     Image.fromarray((tiles.numpy() * 255).round().astype(np.uint8)).save(path)
+
+
+def overlay(photo: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The sketch's ink (``alpha`` [H, W, 1]) in red over the photo ([H, W, 3] in [0, 1]), faded toward grey."""
+    faded = photo * 0.6 + 0.4 * photo.mean(-1, keepdim=True)
+    return faded * (1 - alpha) + torch.tensor([1.0, 0.0, 0.0]) * alpha
 
 
 def row(scene: str, recipe: str, report: dict, seconds: float) -> str:
