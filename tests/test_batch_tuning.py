@@ -62,3 +62,25 @@ def test_the_experiment_is_named_after_the_whole_batch(tmp_path):
     assert name != experiment_name(batch(tmp_path, sweep="pipeline.model.num-curves=8,16,32"), options)
     assert name != experiment_name(batch(tmp_path, seeds=3), options)
     assert name != experiment_name(batch(tmp_path), SimpleNamespace(**{**vars(options), "keep_best": 2}))
+
+
+@pytest.mark.parametrize("keep_best, seeds, prune_after", [(1, 4, 0.25), (1, 2, 0.1), (2, 3, 0.2)])
+def test_the_trainer_pauses_at_the_steps_where_asha_decides(tmp_path, keep_best, seeds, prune_after):
+    """The rungs a trial pauses at are ASHA's own milestones below the last step: a seed that falls behind just before
+    a rung is stopped at that rung's step, not before nor after."""
+    plans = batch(tmp_path, seeds=seeds)
+    for plan in plans:
+        plan.run_dir.mkdir(parents=True)
+    by_key = {run_key(p): p for p in plans}
+    rungs = SeedScheduler(by_key, keep_best, seeds, prune_after).rungs(plans[0])
+    assert rungs and rungs == sorted(set(rungs)) and rungs[-1] < STEPS
+    for rung in rungs:
+        scheduler = SeedScheduler(by_key, keep_best, seeds, prune_after)
+        leader, chaser = (SimpleNamespace(trial_id=f"t{i}", config={"run": run_key(plans[i])}) for i in range(2))
+        scheduler.on_trial_add(None, leader), scheduler.on_trial_add(None, chaser)
+        for step in range(1, STEPS):
+            assert scheduler.on_trial_result(None, leader, dict(step=step, loss=1.0)) == "CONTINUE"
+        ahead = [scheduler.on_trial_result(None, chaser, dict(step=step, loss=0.5)) for step in range(1, rung - 1)]
+        assert set(ahead) == {"CONTINUE"}
+        behind = [scheduler.on_trial_result(None, chaser, dict(step=step, loss=2.0)) for step in range(rung - 1, STEPS)]
+        assert behind.index("STOP") == 1, (rung, behind[:4])

@@ -41,6 +41,7 @@ class RunProcess:
         self.job, self.left = job, list(job.stages)
         self.stage: Optional[Stage] = None
         self.child: Optional[subprocess.Popen] = None
+        self.paused = False
         self.record = {**read_record(job.run_dir), "status": "running", "error": None, "host": socket.gethostname()}
         self.record.setdefault("attempts", [])
         write_record(job.run_dir, self.record)
@@ -66,11 +67,24 @@ class RunProcess:
                 self._end("failed", message)
                 raise RunFailed(message)
 
+    def pause(self) -> None:
+        """SIGSTOP to the running child (a seed at its rung, until the scheduler's answer)."""
+        if self.child is not None and self.child.poll() is None and not self.paused:
+            self.child.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            if self.child is not None and self.child.poll() is None:
+                self.child.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGTERM to the running child, ``stop_timeout`` s to exit (a trainer saves its checkpoint), then SIGKILL."""
         if self.child is not None:
             if self.child.poll() is None:
                 self.child.send_signal(signal.SIGTERM)
+                self.resume()  # a paused child handles its SIGTERM once continued
                 try:
                     self.child.wait(timeout=self.job.stop_timeout)
                 except subprocess.TimeoutExpired:
@@ -184,12 +198,20 @@ def settle(folders, timeout: float) -> bool:
         record = read_record(folder)
         if record.get("status") in ("queued", "running"):
             if record.get("pid") and record.get("host") == socket.gethostname():
+                _continue(record["pid"])  # paused at a rung when its worker died: let it handle its SIGTERM
                 while _alive(record["pid"]) and time.monotonic() < deadline:
                     time.sleep(0.2)
             record.update(status="pruned" if is_pruned(folder) else "stopped", pid=None)
             write_record(folder, record)
         stopped |= record.get("status") == "stopped"
     return stopped
+
+
+def _continue(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -53,33 +54,46 @@ def run_key(plan: RunPlan) -> str:
 
 class SketchTrial(tune.Trainable):
     """One run; ``config["run"]`` is its :func:`run_key`. Reports ``{"step", "loss"}`` each time ``ns-train`` logs a
-    loss (the mean of the last ``window`` logged values, read from its tensorboard events), then its table row."""
+    loss (the mean of the last ``window`` logged values, read from its tensorboard events), then its table row.
 
-    def setup(self, config: Dict[str, Any], jobs: Dict[str, RunJob], plans: Dict[str, RunPlan], window: int):
+    At a seed rung (``rungs``, the steps where :class:`SeedScheduler` may stop it) the loss reported is the first one
+    logged there or after, and ``ns-train`` is paused until the scheduler's answer: a pruned seed stops at its rung, however
+    far the trainer got between two polls of its events."""
+
+    def setup(self, config: Dict[str, Any], jobs: Dict[str, RunJob], plans: Dict[str, RunPlan], window: int, rungs):
         self.plan, self.window, self.logged = plans[config["run"]], window, -1
+        self.rungs = sorted(rungs.get(config["run"], ()))  # those not yet reached
         self.process = RunProcess(jobs[config["run"]])
         self.events = EventAccumulator(str(self.plan.run_dir), size_guidance=EVENTS_GUIDANCE)
 
     def step(self) -> Dict[str, Any]:
+        self.process.resume()  # the scheduler let it go on from its rung
         while True:
             kind = self.process.poll()  # raises RunFailed: the trial errors, with the stage's message
             if kind == "finished":
                 row = run_row(self.plan, self.window)
                 return {**row, "step": row["steps"], "done": True}
-            loss = self._new_loss() if kind in ("train", "resume") else None
-            if loss is not None:
-                return {"step": self.logged + 1, "loss": loss}
+            result = self._new_result() if kind in ("train", "resume") else None
+            if result is not None:
+                return result
             time.sleep(POLL_S)
 
-    def _new_loss(self) -> Optional[float]:
+    def _new_result(self) -> Optional[Dict[str, Any]]:
+        """The latest logged loss, or the one logged at a rung passed since the last report (the trainer paused)."""
         self.events.Reload()
         if LOSS_TAG not in self.events.Tags().get("scalars", []):
             return None
         values = self.events.Scalars(LOSS_TAG)
-        if values[-1].step <= self.logged:
+        new = [i for i, v in enumerate(values) if v.step > self.logged]
+        if not new:
             return None
-        self.logged = values[-1].step
-        return float(np.mean([v.value for v in values[-self.window :]]))
+        at_rung = [i for i in new if self.rungs and values[i].step + 1 >= self.rungs[0]]  # logged at or after it
+        i = at_rung[0] if at_rung else new[-1]
+        if at_rung:
+            self.process.pause()
+            self.rungs = [rung for rung in self.rungs if rung > values[i].step + 1]
+        self.logged = values[i].step
+        return {"step": self.logged + 1, "loss": float(np.mean([v.value for v in values[: i + 1][-self.window :]]))}
 
     def cleanup(self) -> None:
         self.process.stop()
@@ -95,14 +109,24 @@ class SeedScheduler(FIFOScheduler):
         self.plans, self.factor, self.prune_after = plans, seeds / keep_best, prune_after
         self.groups: Dict[Tuple[str, str], AsyncHyperBandScheduler] = {}
 
+    def _grace(self, target_steps: int) -> int:
+        return min(max(1, round(self.prune_after * target_steps)), target_steps)
+
+    def rungs(self, plan: RunPlan) -> List[int]:
+        """The steps where a seed of ``plan``'s setting may be stopped (before its last step)."""
+        grace, steps = self._grace(plan.spec.target_steps), []
+        while math.ceil(grace * self.factor ** len(steps) - 1e-9) < plan.spec.target_steps:  # ASHA's milestones
+            steps.append(math.ceil(grace * self.factor ** len(steps) - 1e-9))
+        return steps
+
     def _asha(self, trial) -> AsyncHyperBandScheduler:
         spec = self.plans[trial.config["run"]].spec
         key = (spec.capture.name, spec.setting.label)
         if key not in self.groups:
-            grace = min(max(1, round(self.prune_after * spec.target_steps)), spec.target_steps)
             self.groups[key] = AsyncHyperBandScheduler(
-                "step", "loss", "min", max_t=spec.target_steps, grace_period=grace, reduction_factor=self.factor
-            )
+                "step", "loss", "min", max_t=spec.target_steps, grace_period=self._grace(spec.target_steps),
+                reduction_factor=self.factor,
+            )  # fmt: skip
         return self.groups[key]
 
     def on_trial_add(self, controller, trial) -> None:
@@ -173,7 +197,11 @@ def run_trials(plans: List[RunPlan], todo: List[RunPlan], batch_dir: Path, optio
         prepare(plan)
     jobs = {
         run_key(p): RunJob(
-            p.spec.name, p.run_dir, stages(p, batch_dir, options.evaluate, gpus == 0), Path.cwd(), env,
+            p.spec.name,
+            p.run_dir,
+            stages(p, batch_dir, options.evaluate, gpus == 0),
+            Path.cwd(),
+            env,
             options.stop_timeout,
         )  # fmt: skip
         for p in plans
@@ -182,8 +210,13 @@ def run_trials(plans: List[RunPlan], todo: List[RunPlan], batch_dir: Path, optio
     wanted = {"cpu": cpus, "gpu": gpus}
     if options.ray.memory_per_run is not None:
         wanted["memory"] = int(options.ray.memory_per_run * (1 << 30))
+    scheduler = FIFOScheduler()
+    if options.keep_best is not None:
+        seeds = max(p.spec.seed for p in plans) + 1
+        scheduler = SeedScheduler(by_key, options.keep_best, seeds, options.prune_after)
+    rungs = {key: scheduler.rungs(plan) for key, plan in by_key.items()} if options.keep_best is not None else {}
     trainable = tune.with_resources(
-        tune.with_parameters(SketchTrial, jobs=jobs, plans=by_key, window=options.loss_window), wanted
+        tune.with_parameters(SketchTrial, jobs=jobs, plans=by_key, window=options.loss_window, rungs=rungs), wanted
     )
     name, storage = experiment_name(plans, options), batch_dir / EXPERIMENTS
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # a run's failure is our one line, not Tune's traceback
@@ -192,10 +225,6 @@ def run_trials(plans: List[RunPlan], todo: List[RunPlan], batch_dir: Path, optio
         CONSOLE.print(f"Ray Tune: restoring {name} ({len(todo)} runs left)", highlight=False)
         tuner = tune.Tuner.restore(str(storage / name), trainable, resume_unfinished=True, resume_errored=True)
     else:
-        scheduler = FIFOScheduler()
-        if options.keep_best is not None:
-            seeds = max(p.spec.seed for p in plans) + 1
-            scheduler = SeedScheduler(by_key, options.keep_best, seeds, options.prune_after)
         CONSOLE.print(f"Ray Tune: {len(todo)} runs with {cpus:g} CPUs and {gpus:g} GPUs each", highlight=False)
         tuner = tune.Tuner(
             trainable,
