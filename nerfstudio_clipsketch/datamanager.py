@@ -19,6 +19,7 @@ from torch import Tensor
 
 from nerfstudio_clipsketch.dataparsers import ClipSketchDataError, empty_masks, without_views
 from nerfstudio_clipsketch.dataparsers.auto import ClipSketchDataParserConfig
+from nerfstudio_clipsketch.framing import Frame, frame_cameras, frame_view
 from nerfstudio_clipsketch.model_config import ClipSketchConfigError
 
 SPLITS = ("val", "test", "train")
@@ -33,6 +34,15 @@ class ClipSketchDataManagerConfig(FullImageDatamanagerConfig):
     views_per_step: int = 1
     """Training views rendered and compared with CLIP in each step (one batched CLIP forward); at most the number of
     training views. Memory grows with it."""
+    frame_object: bool = False
+    """Crop each training view to a square around the object (the visual hull as the view sees it, widened by
+    ``frame_margin``, never fewer than ``frame_size`` of the photo's pixels) drawn ``frame_size`` pixels across: CLIP
+    sees the object fill more of its view, and stroke widths are a share of the object's size in view. Needs a visual
+    hull. Off by default until the whole family of test parts says it helps (BENCHMARKS.md, "Framing")."""
+    frame_margin: float = 0.1
+    """Room around the object in a framed view, as a share of the object's extent on each side."""
+    frame_size: int = 224
+    """Pixels across a framed view (CLIP looks at 224)."""
     max_image_size: int = 448
     """Training images whose longer side exceeds this many pixels are scaled down to it once, with their cameras.
     CLIP looks at 224 pixels and stroke widths are a share of the view, so larger photos would only cost time.
@@ -43,6 +53,15 @@ class ClipSketchDataManagerConfig(FullImageDatamanagerConfig):
         if self.views_per_step < 1:
             raise ClipSketchConfigError(
                 f"--pipeline.datamanager.views-per-step must be at least 1, got {self.views_per_step}"
+            )
+        if not 0 <= self.frame_margin <= 2:
+            raise ClipSketchConfigError(
+                f"--pipeline.datamanager.frame-margin is a share of the object's extent, from 0 to 2; got "
+                f"{self.frame_margin}"
+            )
+        if self.frame_size < 32:
+            raise ClipSketchConfigError(
+                f"--pipeline.datamanager.frame-size must be at least 32 pixels, got {self.frame_size}"
             )
         if self.max_image_size < 0:
             raise ClipSketchConfigError(
@@ -155,6 +174,14 @@ class ClipSketchDataManager(FullImageDatamanager):
             if tuple(mask.shape[:2]) != tuple(view["image"].shape[:2]):
                 raise ValueError(f"a mask of {tuple(mask.shape)} for an image of {tuple(view['image'].shape)}")
             view["mask"] = mask.reshape(*mask.shape[:2], 1).bool().to(view["image"].device)
+
+    def frame_views(self, frames: List[Frame]) -> None:
+        """Crop the training views (cameras, images, masks) to ``frames`` (:mod:`nerfstudio_clipsketch.framing`)."""
+        if len(frames) != len(self.cached_train):
+            raise ValueError(f"{len(frames)} frames for {len(self.cached_train)} training views")
+        size, device = self.config.frame_size, self.train_cameras.device
+        self.train_cameras = frame_cameras(self.train_cameras.to("cpu"), frames, size).to(device)
+        self.cached_train = [frame_view(view, frame, size) for view, frame in zip(self.cached_train, frames)]
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         views = self.config.views_per_step

@@ -108,7 +108,7 @@ class ClipSketchModel(Model):
         context = TermContext(cameras=self.train_cameras.to("cpu"), hull=hull, clip=self._require_guidance)
         self.balancer = TermBalancer(build_terms(cfg, context))
         start = initial_curves(cfg, cameras.camera_to_worlds, self.generator, points, hull, no_hull_reason)
-        self.style.fit(world_per_stroke_pixel(start.distance, cameras), background, uniform_background)
+        self.style.fit(world_per_stroke_pixel(start.distance, self.train_cameras), background, uniform_background)
         self.curves.start_from(start, choose_plane(cfg.symmetry, hull, points, start.centre))
         self.init_method = start.method
         if cfg.lifecycle.every > 0:

@@ -17,6 +17,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 from nerfstudio_clipsketch.clip_guidance import ClipGuidance
 from nerfstudio_clipsketch.datamanager import ClipSketchDataManagerConfig
 from nerfstudio_clipsketch.dataparsers import describe_background
+from nerfstudio_clipsketch.framing import object_frames
 from nerfstudio_clipsketch.hull import VisualHull, carve_hull
 from nerfstudio_clipsketch.model import ClipSketchModel, ClipSketchModelConfig
 from nerfstudio_clipsketch.segmentation import FoundObject, find_object, parse_region
@@ -47,6 +48,8 @@ class ClipSketchPipeline(VanillaPipeline):
     model: ClipSketchModel
     found_object: Optional[FoundObject] = None
     """The object found in the photos when they had no silhouettes (:meth:`find_object`)."""
+    framed: bool = False
+    """Whether the training views were framed on the object (:meth:`frame_views`)."""
 
     def __init__(
         self,
@@ -75,7 +78,11 @@ class ClipSketchPipeline(VanillaPipeline):
             if not outputs.mask_filenames and self.find_object(background, points):
                 background, uniform = None, False  # the found silhouettes separate the object: off them is paper
             hull, reason = self.visual_hull(background)
+            if hull is not None and self.datamanager.config.frame_object:
+                self.frame_views(hull)
         train_cameras = self.datamanager.train_dataset.cameras if hasattr(self.datamanager, "train_dataset") else None
+        if self.framed:
+            train_cameras = self.datamanager.train_cameras
         self.model.setup_from_data(outputs.cameras, background, points, hull, reason, uniform, train_cameras)
         if test_mode == "val":
             self.ensure_guidance()
@@ -85,6 +92,7 @@ class ClipSketchPipeline(VanillaPipeline):
         ridges."""
         config = self.model.config
         uses = config.lifecycle.every > 0 or config.occlusion.density > 0 or config.ridges.weight > 0
+        uses = uses or self.datamanager.config.frame_object
         return config.init in ("hull", "auto") or uses
 
     def find_object(self, background: Optional[Tensor], points: Optional[Tensor]) -> bool:
@@ -150,6 +158,26 @@ class ClipSketchPipeline(VanillaPipeline):
                 f"covers {hull.fit:.0%} of the silhouettes)"
             )
         return hull, reason
+
+    def frame_views(self, hull: VisualHull) -> None:
+        """Frame the training views on the object (:mod:`.framing`); the log says how, or why not."""
+        config = self.datamanager.config
+        frames, why = object_frames(
+            self.datamanager.train_cameras.to("cpu"), hull, config.frame_margin, config.frame_size
+        )
+        if frames is None:
+            CONSOLE.log(f"clipsketch: training views not framed on the object: {why}; CLIP sees the whole photos.")
+            return
+        cameras = self.datamanager.train_cameras
+        shorter = torch.minimum(cameras.width, cameras.height).reshape(-1).float().cpu()
+        share = float((torch.tensor([f.side for f in frames]).float() / shorter).median())
+        self.datamanager.frame_views(frames)
+        self.framed = True
+        CONSOLE.log(
+            f"clipsketch: training views framed on the object: a square of {share:.0%} of each photo's shorter side "
+            f"(median), drawn {config.frame_size} pixels across (--pipeline.datamanager.frame-object False: the "
+            "whole photos)"
+        )
 
     def ensure_guidance(self) -> ClipGuidance:
         """The model's CLIP guidance, built from its config and handed to it the first time it is needed."""

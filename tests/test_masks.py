@@ -44,10 +44,11 @@ def cluttered_capture(tiny_scene: Path, out: Path, masks: bool = True, empty=())
     return out
 
 
-def pipeline_for(scene: Path, tiny_clip_config: Path):
+def pipeline_for(scene: Path, tiny_clip_config: Path, **datamanager):
     clip = ClipGuidanceConfig(model_name=tiny_clip_config.stem, pretrained="none", model_config=tiny_clip_config)
+    parser = ClipSketchDataParserConfig(data=scene)
     config = ClipSketchPipelineConfig(
-        datamanager=ClipSketchDataManagerConfig(dataparser=ClipSketchDataParserConfig(data=scene), views_per_step=2),
+        datamanager=ClipSketchDataManagerConfig(dataparser=parser, views_per_step=2, **datamanager),
         model=ClipSketchModelConfig(
             num_curves=4, clip=clip, init="auto", hull_resolution=32, lifecycle=LifecycleSettings(every=0)
         ),

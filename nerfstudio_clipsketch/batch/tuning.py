@@ -57,8 +57,8 @@ class SketchTrial(tune.Trainable):
     loss (the mean of the last ``window`` logged values, read from its tensorboard events), then its table row.
 
     At a seed rung (``rungs``, the steps where :class:`SeedScheduler` may stop it) the loss reported is the first one
-    logged there or after, and ``ns-train`` is paused until the scheduler's answer: a pruned seed stops at its rung, however
-    far the trainer got between two polls of its events."""
+    logged there or after, and ``ns-train`` is paused until the scheduler's answer: a pruned seed stops at its rung,
+    however far the trainer got between two polls of its events."""
 
     def setup(self, config: Dict[str, Any], jobs: Dict[str, RunJob], plans: Dict[str, RunPlan], window: int, rungs):
         self.plan, self.window, self.logged = plans[config["run"]], window, -1
