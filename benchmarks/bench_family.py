@@ -16,6 +16,11 @@ only measured if it has no ``eval.json`` yet, so an interrupted run resumes wher
 Runs stop once their sketch has settled (the default, :mod:`nerfstudio_clipsketch.settling`), ``--steps`` being the
 cap; ``--extra --settle.enabled False`` trains every step (as the tables before commit 31df21d did).
 
+``--seeds 42 43 44`` trains every part once per seed, each seed into ``<output>/seed-<s>/`` (its own ``family.md``),
+and writes ``<output>/family.md`` over the seeds: per part the mean of its seeds with their range, the family's mean,
+median and worst of those means, and the family's mean seed by seed. One run per part moves by 0.05-0.2 for a change
+as small as the crop's size (BENCHMARKS.md, "Framing"), so a default is judged on several seeds.
+
 ``--batch`` (through ``clipsketch-batch``) is not offered: the batch owns the seeds (0..N-1, ``pipeline.model.seed``
 refused), so its runs could not be compared with these seed-42 ones, and on two cores it would run one at a time too.
 
@@ -23,6 +28,7 @@ Usage::
 
     python -m benchmarks.bench_family --steps 300 --curves 32 --output /tmp/family-300
     python -m benchmarks.bench_family --parts quick --steps 100 --output /tmp/family-quick      # 8 varied parts
+    python -m benchmarks.bench_family --parts quick --seeds 42 43 44 --output /tmp/family-seeds  # a default's noise
     python -m benchmarks.bench_family --parts hex_nut tube --steps 300 --label no-ridges --output /tmp/f \\
         --extra --pipeline.model.ridges.weight 0
 """
@@ -40,7 +46,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw
 
-from benchmarks.bench_sketch import HEADER, SCENES, _tool, evaluate, picture, row, train
+from benchmarks.bench_sketch import HEADER, SCENES, SEED, _tool, evaluate, picture, row, train
 from benchmarks.family import PARTS, default_output, ensure_family
 
 QUICK = [
@@ -225,6 +231,65 @@ def contact_sheet(items: Sequence[tuple], path: Path, columns: int = 6) -> None:
     sheet.save(path)
 
 
+def seed_runs(args: argparse.Namespace) -> list[tuple[int, argparse.Namespace]]:
+    """One set of arguments per seed: the recipe's seed alone trains into ``--output`` as it always did; several seeds
+    train each into ``<output>/seed-<s>``, a seed other than the recipe's passed to ns-train after ``--extra``."""
+    runs = []
+    for seed in args.seeds:
+        extra = list(args.extra) + (
+            [] if seed == SEED else ["--pipeline.model.seed", str(seed), "--machine.seed", str(seed)]
+        )
+        output = args.output if list(args.seeds) == [SEED] else args.output / f"seed-{seed}"
+        runs.append((seed, argparse.Namespace(**{**vars(args), "output": output, "extra": extra})))
+    return runs
+
+
+def over_seeds(per_seed: dict[int, Sequence[dict]]) -> list[dict]:
+    """Per part (in the first seed's order), the mean over the seeds that measured it of each :data:`SUMMARISED`
+    value, with ``<key>_min``/``<key>_max`` across those seeds and ``seeds`` (how many)."""
+    parts: dict[str, list[dict]] = {}
+    for records in per_seed.values():
+        for record in records:
+            parts.setdefault(record["name"], []).append(record)
+    merged = []
+    for name, records in parts.items():
+        out = {"name": name, "kind": records[0].get("kind"), "seeds": len(records)}
+        for key in SUMMARISED.values():
+            values = [r[key] for r in records if r.get(key) is not None]
+            out[key] = statistics.fmean(values) if values else None
+            out[f"{key}_min"], out[f"{key}_max"] = (min(values), max(values)) if values else (None, None)
+        merged.append(out)
+    return merged
+
+
+def seeds_table(per_seed: dict[int, Sequence[dict]], title: str) -> str:
+    """``family.md`` over seeds: a row per part (mean of its seeds, their range), mean / median / worst of the parts'
+    means, and the family's mean F@0.02 / F@0.01 seed by seed (how much one seed's table moves by chance)."""
+    merged = over_seeds(per_seed)
+    columns = ["part", "kind", "seeds", *SUMMARISED]
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for record in merged:
+        cells = [record["name"], record["kind"] or "", str(record["seeds"])]
+        for key in SUMMARISED.values():
+            low, high = record[f"{key}_min"], record[f"{key}_max"]
+            cells.append(_fmt(record[key]) + ("" if low is None else f" ({_fmt(low)}-{_fmt(high)})"))
+        lines.append("| " + " | ".join(cells) + " |")
+    stats = summary(merged)
+    for what in ("mean", "median", "worst"):
+        cells = [f"**{what}** of the parts' means", "", ""]
+        for key in SUMMARISED.values():
+            entry = stats[key]
+            worst = f" ({entry['worst_part']})" if what == "worst" and entry["worst_part"] is not None else ""
+            cells.append(_fmt(entry[what]) + worst)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "The family's mean, seed by seed (F@0.02 / F@0.01, over the parts that seed measured):", ""]
+    for seed, records in per_seed.items():
+        one = summary(records)
+        lines.append(f"- seed {seed}: {_fmt(one['f@0.02']['mean'])} / {_fmt(one['f@0.01']['mean'])} "
+                     f"(worst {_fmt(one['f@0.02']['worst'])}, {one['f@0.02']['count']} parts)")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def choose_parts(names: Sequence[str]) -> list[str]:
     """``all``, ``quick`` and part names, expanded in order without repeats; KeyError on an unknown name."""
     chosen: list[str] = []
@@ -248,24 +313,10 @@ def write_results(args, records: list[dict], scenes: list[dict], scene_rows: lis
     (args.output / "family.json").write_text(json.dumps(result, indent=1))
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", default=["all"], help=f"all, quick ({' '.join(QUICK)}) or part names")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--curves", type=int, default=32, help="strokes per part (--with-scenes keep their own)")
-    parser.add_argument("--label", default=RECIPE, help="what this run is (in family.md and family.json)")
-    parser.add_argument("--output", type=Path, default=Path("/tmp/bench_family"))
-    parser.add_argument("--family", type=Path, default=default_output(), help="the parts (default: %(default)s)")
-    parser.add_argument("--with-scenes", action="store_true", help=f"also {', '.join(SCENE_NAMES)} (bench_sketch)")
-    parser.add_argument("--force", action="store_true", help="train parts again even if they have an eval.json")
-    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more ns-train flags (last option)")
-    args = parser.parse_args(argv)
-    try:
-        names = choose_parts(args.parts)
-    except KeyError as e:
-        parser.error(str(e.args[0]))
+def run_seeded(names: Sequence[str], folders: Sequence[Path], args: argparse.Namespace) -> list[dict]:
+    """Every part in ``names`` (and the scenes with ``--with-scenes``) with one seed's arguments: its records, its
+    ``family.md``, ``family.json`` and contact sheet in ``args.output``."""
     args.output.mkdir(parents=True, exist_ok=True)
-    folders = ensure_family(args.family, names)
     records: list[dict] = []
     for name, folder in zip(names, folders):
         SCENES[name] = {"data": folder, "curves": args.curves}  # a scene by path, for bench_sketch's train
@@ -288,6 +339,36 @@ def main(argv: Sequence[str] | None = None) -> None:
              for r in records + scenes]  # fmt: skip
     contact_sheet(items, args.output / "contact_sheet.png")
     print((args.output / "family.md").read_text())
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", default=["all"], help=f"all, quick ({' '.join(QUICK)}) or part names")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--curves", type=int, default=32, help="strokes per part (--with-scenes keep their own)")
+    parser.add_argument("--label", default=RECIPE, help="what this run is (in family.md and family.json)")
+    parser.add_argument("--output", type=Path, default=Path("/tmp/bench_family"))
+    parser.add_argument("--family", type=Path, default=default_output(), help="the parts (default: %(default)s)")
+    parser.add_argument("--with-scenes", action="store_true", help=f"also {', '.join(SCENE_NAMES)} (bench_sketch)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[SEED], help="one run per part per seed (%(default)s)")
+    parser.add_argument("--force", action="store_true", help="train parts again even if they have an eval.json")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more ns-train flags (last option)")
+    args = parser.parse_args(argv)
+    try:
+        names = choose_parts(args.parts)
+    except KeyError as e:
+        parser.error(str(e.args[0]))
+    folders = ensure_family(args.family, names)
+    per_seed = {seed: run_seeded(names, folders, run_args) for seed, run_args in seed_runs(args)}
+    if len(per_seed) > 1:
+        seeds = ", ".join(map(str, per_seed))
+        title = f"Part family: {args.label}, {args.steps} steps, {args.curves} curves, seeds {seeds}"
+        (args.output / "family.md").write_text(seeds_table(per_seed, title))
+        over = {"label": args.label, "steps": args.steps, "curves": args.curves, "seeds": list(per_seed),
+                "parts": over_seeds(per_seed), "summary": summary(over_seeds(per_seed))}  # fmt: skip
+        (args.output / "family.json").write_text(json.dumps(over, indent=1))
+        print((args.output / "family.md").read_text())
 
 
 if __name__ == "__main__":
