@@ -365,8 +365,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         seeds = ", ".join(map(str, per_seed))
         title = f"Part family: {args.label}, {args.steps} steps, {args.curves} curves, seeds {seeds}"
         (args.output / "family.md").write_text(seeds_table(per_seed, title))
+        merged = over_seeds(per_seed)
         over = {"label": args.label, "steps": args.steps, "curves": args.curves, "seeds": list(per_seed),
-                "parts": over_seeds(per_seed), "summary": summary(over_seeds(per_seed))}  # fmt: skip
+                "parts": merged, "summary": summary(merged)}  # fmt: skip
         (args.output / "family.json").write_text(json.dumps(over, indent=1))
         print((args.output / "family.md").read_text())
 

@@ -68,7 +68,7 @@ def object_frames(cameras, hull: VisualHull, margin: float, size: int) -> Tuple[
 def frame_cameras(cameras, frames: List[Frame], size: int):
     """The cameras seeing only their frames, drawn ``size`` pixels across (intrinsics shifted and scaled)."""
     cams = cameras.reshape(-1)
-    framed = cams.reshape(-1)[torch.arange(len(cams))]  # a copy
+    framed = cams[torch.arange(len(cams))]  # a copy
     scale = torch.tensor([size / f.side for f in frames], dtype=cams.fx.dtype).reshape(-1, 1)
     left = torch.tensor([float(f.left) for f in frames], dtype=cams.cx.dtype).reshape(-1, 1)
     top = torch.tensor([float(f.top) for f in frames], dtype=cams.cy.dtype).reshape(-1, 1)
